@@ -1,0 +1,1 @@
+//! Control socket: JSON lines between reflexctl and reflexd.

@@ -1,0 +1,1 @@
+//! The only home of syscalls and unsafe: sockets, recvmmsg/sendmmsg, polling, pinning.

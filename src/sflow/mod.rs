@@ -1,0 +1,35 @@
+//! sFlow v5 wire format: zero-copy decoding of datagrams from switches and emission of the
+//! same format for tests and load generation.
+//!
+//! Every length and count in a datagram is checked before it is used; a malformed datagram
+//! yields a small `Copy` error and never a panic or an allocation.
+
+use std::net::IpAddr;
+
+/// An sFlow interface reference as carried in flow samples (input / output).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Interface {
+    /// A single interface, by SNMP ifIndex.
+    Ifindex(u32),
+    /// The packet was dropped; the value is the reason code (e.g. 258 = ACL).
+    Discard(u32),
+    /// The packet went to several interfaces; the value is their count (0 = unknown).
+    Multiple(u32),
+    /// The interface is not known (value 0x3FFFFFFF in the compact encoding).
+    Unknown,
+}
+
+/// The data source of a sample: its type (0 = ifIndex, 1 = smonVlanDataSource,
+/// 2 = entPhysicalEntry) and index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct DataSource {
+    pub kind: u32,
+    pub index: u32,
+}
+
+/// The agent that exported a datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AgentId {
+    pub address: IpAddr,
+    pub sub_agent: u32,
+}
