@@ -1,1 +1,24 @@
-//! The only home of syscalls and unsafe: sockets, recvmmsg/sendmmsg, polling, pinning.
+//! The only home of syscalls and `unsafe`: UDP sockets with SO_REUSEPORT, batched
+//! `recvmmsg`/`sendmmsg`, kernel drop counters, core pinning and the monotonic clock.
+//!
+//! Everything above this module works on byte slices and `now_ns` values handed down from
+//! here, so it can be tested without sockets.
+
+pub mod clock;
+pub mod mmsg;
+pub mod udp;
+
+pub use clock::now_ns;
+
+/// The numeric id of a Unix group, or `None` if there is no such group.
+pub fn group_id(name: &str) -> Option<u32> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    // SAFETY: getgrnam takes a NUL-terminated name and returns null or a pointer to a
+    // static struct that we read immediately. Only the control thread calls this.
+    let entry = unsafe { libc::getgrnam(cname.as_ptr()) };
+    if entry.is_null() {
+        return None;
+    }
+    // SAFETY: non-null result of getgrnam, read before any other getgr* call.
+    Some(unsafe { (*entry).gr_gid })
+}

@@ -1,0 +1,295 @@
+//! Reflex configuration: TOML with an embedded default (the classic ping-flood experiment),
+//! checked as a whole at load so that a bad file fails with one clear message.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The embedded default configuration, as TOML text.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+/// The whole daemon configuration.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub sflow: SflowConfig,
+    #[serde(default)]
+    pub control: ControlConfig,
+    #[serde(default, rename = "flow")]
+    pub flows: Vec<FlowConfig>,
+    #[serde(default, rename = "threshold")]
+    pub thresholds: Vec<ThresholdConfig>,
+}
+
+/// sFlow ingest settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SflowConfig {
+    pub listen: SocketAddr,
+    pub workers: usize,
+    pub rcvbuf: usize,
+    pub batch: usize,
+    pub pin: bool,
+}
+
+impl Default for SflowConfig {
+    fn default() -> Self {
+        SflowConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 6343)),
+            workers: 0,
+            rcvbuf: 32 << 20,
+            batch: 64,
+            pin: true,
+        }
+    }
+}
+
+/// Control socket settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    pub socket: PathBuf,
+    /// A group allowed to use the socket (mode 0660 then); none = owner only (0600).
+    pub group: Option<String>,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            group: None,
+        }
+    }
+}
+
+/// Where reflexd listens for reflexctl unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/tmp/reflexd.sock";
+
+/// A flow definition as written in the file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowConfig {
+    pub name: String,
+    pub keys: String,
+    #[serde(default = "default_value")]
+    pub value: String,
+    #[serde(default)]
+    pub filter: Option<String>,
+    #[serde(default = "default_t")]
+    pub t: f64,
+    #[serde(default = "default_width")]
+    pub sketch_width: usize,
+    #[serde(default = "default_depth")]
+    pub sketch_depth: usize,
+    #[serde(default = "default_top")]
+    pub top: usize,
+}
+
+fn default_value() -> String {
+    "frames".into()
+}
+fn default_t() -> f64 {
+    1.0
+}
+fn default_width() -> usize {
+    4096
+}
+fn default_depth() -> usize {
+    4
+}
+fn default_top() -> usize {
+    64
+}
+
+/// A threshold on a flow's per-key rate.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdConfig {
+    pub name: String,
+    pub metric: String,
+    pub value: f64,
+    #[serde(default = "default_by_flow")]
+    pub by_flow: bool,
+    #[serde(default = "default_timeout")]
+    pub timeout: f64,
+    /// Keys tracked as triggered at once (fixed memory).
+    #[serde(default = "default_capacity")]
+    pub capacity: usize,
+}
+
+fn default_by_flow() -> bool {
+    true
+}
+fn default_timeout() -> f64 {
+    10.0
+}
+fn default_capacity() -> usize {
+    4096
+}
+
+impl Config {
+    /// The embedded default.
+    pub fn embedded() -> Result<Config, ConfigError> {
+        Config::from_toml(DEFAULT_TOML, "embedded default")
+    }
+
+    /// Reads and checks a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: one_line(&e),
+        })?;
+        config.check().map_err(|message| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Cross-checks that TOML alone cannot express.
+    fn check(&self) -> Result<(), String> {
+        let mut names = std::collections::HashSet::new();
+        for f in &self.flows {
+            if !names.insert(f.name.as_str()) {
+                return Err(format!("flow `{}` is defined twice", f.name));
+            }
+            if !(f.t.is_finite() && f.t > 0.0) {
+                return Err(format!("flow `{}`: t must be a positive number of seconds", f.name));
+            }
+            if !(16..=1 << 24).contains(&f.sketch_width) {
+                return Err(format!("flow `{}`: sketch_width must be 16..=16777216", f.name));
+            }
+            if !(1..=16).contains(&f.sketch_depth) {
+                return Err(format!("flow `{}`: sketch_depth must be 1..=16", f.name));
+            }
+            if !(1..=100_000).contains(&f.top) {
+                return Err(format!("flow `{}`: top must be 1..=100000", f.name));
+            }
+        }
+        let mut tnames = std::collections::HashSet::new();
+        for t in &self.thresholds {
+            if !tnames.insert(t.name.as_str()) {
+                return Err(format!("threshold `{}` is defined twice", t.name));
+            }
+            if !names.contains(t.metric.as_str()) {
+                return Err(format!(
+                    "threshold `{}`: metric `{}` is not a defined flow",
+                    t.name, t.metric
+                ));
+            }
+            if !(t.value.is_finite() && t.value > 0.0) {
+                return Err(format!("threshold `{}`: value must be positive", t.name));
+            }
+            if !(t.timeout.is_finite() && t.timeout >= 0.0) {
+                return Err(format!("threshold `{}`: timeout must be >= 0 seconds", t.name));
+            }
+            if !(1..=1 << 20).contains(&t.capacity) {
+                return Err(format!("threshold `{}`: capacity must be 1..=1048576", t.name));
+            }
+        }
+        if !(1..=1024).contains(&self.sflow.batch) {
+            return Err("sflow.batch must be 1..=1024".into());
+        }
+        if self.sflow.workers > 256 {
+            return Err("sflow.workers must be at most 256".into());
+        }
+        Ok(())
+    }
+
+    /// Worker threads to start: the configured count, or one per available core.
+    pub fn worker_count(&self) -> usize {
+        if self.sflow.workers > 0 {
+            self.sflow.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+/// toml's errors span several lines (a source excerpt); operators want one line with the
+/// position, which the first line carries.
+fn one_line(e: &toml::de::Error) -> String {
+    let text = e.to_string();
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let head = lines.next().unwrap_or("invalid TOML").trim_end_matches(':');
+    let detail = text.lines().last().unwrap_or("").trim();
+    if detail.is_empty() || detail == head {
+        head.to_owned()
+    } else {
+        format!("{head}: {detail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_the_classic_experiment() {
+        let c = Config::embedded().unwrap();
+        assert_eq!(c.flows.len(), 1);
+        assert_eq!(c.flows[0].name, "ddos");
+        assert_eq!(c.flows[0].keys, "ipsource");
+        assert_eq!(
+            c.flows[0].filter.as_deref(),
+            Some("outputifindex!=discard&direction=ingress")
+        );
+        assert_eq!(c.thresholds[0].metric, "ddos");
+        assert_eq!(c.sflow.listen.port(), 6343);
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let err = Config::from_toml("[sflow]\nlisten = 6343\n", "x.toml").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("x.toml: "), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = Config::from_toml("[sflow]\nlisen = \"0.0.0.0:1\"\n", "x").unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn threshold_on_missing_flow_is_rejected() {
+        let text = "[[threshold]]\nname='a'\nmetric='nope'\nvalue=1.0\n";
+        let err = Config::from_toml(text, "x").unwrap_err();
+        assert!(err.to_string().contains("metric `nope`"), "{err}");
+    }
+
+    #[test]
+    fn empty_file_gets_defaults() {
+        let c = Config::from_toml("", "x").unwrap();
+        assert_eq!(c.sflow.batch, 64);
+        assert_eq!(c.control.socket, PathBuf::from(DEFAULT_SOCKET));
+        assert!(c.worker_count() >= 1);
+    }
+}

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The classic experiment's testbed on a real Open vSwitch, without a kernel module:
+# a private ovsdb-server + ovs-vswitchd (userspace datapath), bridge s1 in fail-mode secure
+# speaking OpenFlow 1.3 to a controller, sFlow export, and hosts h1..hN in network
+# namespaces joined to s1 by veth pairs. Test addresses live only inside the namespaces.
+#
+#   tools/testbed.sh up      start (idempotent: tears down leftovers first)
+#   tools/testbed.sh down    stop and remove everything it made (idempotent)
+#   tools/testbed.sh status  show the bridge, controller, sFlow and flows
+#   tools/testbed.sh sflow   (re)configure sFlow with the current SAMPLING / POLLING
+#   tools/testbed.sh reconnect   make the switch reconnect to the controller at once
+#
+# Settings (environment):
+#   RUN_DIR=/tmp/reflex-testbed  HOSTS=3  SAMPLING=10  POLLING=20  HEADER=128
+#   CONTROLLER=tcp:127.0.0.1:6653  SFLOW_TARGET=127.0.0.1:6343  DPID=0000000000000001
+#   BRIDGE=s1  NO_SFLOW=1 (skip sFlow)  NO_CONTROLLER=1 (standalone, no controller)
+set -euo pipefail
+
+RUN_DIR=${RUN_DIR:-/tmp/reflex-testbed}
+HOSTS=${HOSTS:-3}
+SAMPLING=${SAMPLING:-10}
+POLLING=${POLLING:-20}
+HEADER=${HEADER:-128}
+CONTROLLER=${CONTROLLER:-tcp:127.0.0.1:6653}
+SFLOW_TARGET=${SFLOW_TARGET:-127.0.0.1:6343}
+DPID=${DPID:-0000000000000001}
+BRIDGE=${BRIDGE:-s1}
+
+export OVS_RUNDIR=$RUN_DIR OVS_DBDIR=$RUN_DIR OVS_LOGDIR=$RUN_DIR
+DB_SOCK=$RUN_DIR/db.sock
+VSCTL=(ovs-vsctl --db="unix:$DB_SOCK" --timeout=10)
+
+die() { echo "testbed: $*" >&2; exit 1; }
+
+need() {
+    [ "$(id -u)" = 0 ] || die "must run as root (namespaces, veth pairs, Open vSwitch)"
+    for t in ovsdb-tool ovsdb-server ovs-vswitchd ovs-vsctl ip; do
+        command -v "$t" >/dev/null || die "$t not found: apt-get install openvswitch-switch iproute2"
+    done
+}
+
+vswitchd_ctl() { ls "$RUN_DIR"/ovs-vswitchd.*.ctl 2>/dev/null | head -n1; }
+
+down() {
+    for i in $(seq 1 "$HOSTS"); do
+        ip netns del "h$i" 2>/dev/null || true
+        ip link del "$BRIDGE-eth$i" 2>/dev/null || true
+    done
+    local ctl; ctl=$(vswitchd_ctl || true)
+    if [ -n "$ctl" ]; then
+        timeout 10 ovs-appctl -t "$ctl" exit --cleanup 2>/dev/null || true
+    fi
+    for p in ovs-vswitchd ovsdb-server; do
+        if [ -f "$RUN_DIR/$p.pid" ]; then
+            kill "$(cat "$RUN_DIR/$p.pid")" 2>/dev/null || true
+        fi
+    done
+    sleep 0.2
+    for p in ovs-vswitchd ovsdb-server; do
+        if [ -f "$RUN_DIR/$p.pid" ]; then
+            kill -9 "$(cat "$RUN_DIR/$p.pid")" 2>/dev/null || true
+        fi
+    done
+    # A crashed vswitchd leaves its datapath taps behind.
+    ip link del "$BRIDGE" 2>/dev/null || true
+    ip link del ovs-netdev 2>/dev/null || true
+    rm -rf "$RUN_DIR"
+}
+
+set_sflow() {
+    "${VSCTL[@]}" -- --if-exists clear bridge "$BRIDGE" sflow
+    if [ -z "${NO_SFLOW:-}" ]; then
+        "${VSCTL[@]}" -- --id=@s create sflow agent=lo target="\"$SFLOW_TARGET\"" \
+            sampling="$SAMPLING" polling="$POLLING" header="$HEADER" \
+            -- set bridge "$BRIDGE" sflow=@s >/dev/null
+    fi
+}
+
+up() {
+    need
+    down
+    mkdir -p "$RUN_DIR"
+    ovsdb-tool create "$RUN_DIR/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+    ovsdb-server "$RUN_DIR/conf.db" --remote="punix:$DB_SOCK" --pidfile="$RUN_DIR/ovsdb-server.pid" \
+        --detach --log-file="$RUN_DIR/ovsdb-server.log" --unixctl="$RUN_DIR/ovsdb-server.ctl" 2>/dev/null
+    "${VSCTL[@]}" --no-wait init
+    ovs-vswitchd "unix:$DB_SOCK" --pidfile="$RUN_DIR/ovs-vswitchd.pid" --detach \
+        --log-file="$RUN_DIR/ovs-vswitchd.log" 2>/dev/null
+    "${VSCTL[@]}" add-br "$BRIDGE" -- set bridge "$BRIDGE" datapath_type=netdev \
+        protocols=OpenFlow13 fail-mode=secure other-config:datapath-id="$DPID" \
+        other-config:disable-in-band=true
+    for i in $(seq 1 "$HOSTS"); do
+        local ns="h$i" host_if="h$i-eth0" sw_if="$BRIDGE-eth$i"
+        ip netns add "$ns"
+        ip link add "$sw_if" type veth peer name "$host_if" netns "$ns"
+        ip link set "$sw_if" up
+        ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+        ip netns exec "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+        ip netns exec "$ns" ip link set lo up
+        ip netns exec "$ns" ip link set "$host_if" address "$(printf '00:00:00:00:00:%02x' "$i")"
+        ip netns exec "$ns" ip addr add "10.0.0.$i/24" dev "$host_if"
+        ip netns exec "$ns" ip link set "$host_if" up
+        # The userspace datapath drops partially checksummed TCP/UDP.
+        ip netns exec "$ns" ethtool -K "$host_if" tx off >/dev/null 2>&1 || true
+        "${VSCTL[@]}" add-port "$BRIDGE" "$sw_if" -- set interface "$sw_if" ofport_request="$i"
+    done
+    set_sflow
+    if [ -z "${NO_CONTROLLER:-}" ]; then
+        "${VSCTL[@]}" set-controller "$BRIDGE" "$CONTROLLER" \
+            -- set controller "$BRIDGE" connection-mode=out-of-band
+    fi
+    local ctl_text=$CONTROLLER sflow_text="1-in-$SAMPLING to $SFLOW_TARGET"
+    [ -z "${NO_CONTROLLER:-}" ] || ctl_text=none
+    [ -z "${NO_SFLOW:-}" ] || sflow_text=off
+    echo "testbed up: bridge $BRIDGE (dpid $DPID), hosts h1..h$HOSTS = 10.0.0.1..$HOSTS," \
+        "controller $ctl_text, sFlow $sflow_text; run dir $RUN_DIR"
+}
+
+reconnect() {
+    "${VSCTL[@]}" del-controller "$BRIDGE"
+    "${VSCTL[@]}" set-controller "$BRIDGE" "$CONTROLLER" \
+        -- set controller "$BRIDGE" connection-mode=out-of-band
+}
+
+status() {
+    "${VSCTL[@]}" show
+    ovs-ofctl -O OpenFlow13 dump-flows "unix:$RUN_DIR/$BRIDGE.mgmt" 2>/dev/null || true
+}
+
+case "${1:-}" in
+    up) up ;;
+    down) need; down; echo "testbed down" ;;
+    status) status ;;
+    sflow) set_sflow ;;
+    reconnect) reconnect ;;
+    *) echo "usage: $0 up|down|status|sflow|reconnect" >&2; exit 2 ;;
+esac
