@@ -1,1 +1,445 @@
-//! placeholder
+//! reflexd's wiring: binds every socket first (so a busy port fails before anything runs),
+//! then starts the ingest workers, the event thread and the control thread, and stops them
+//! all on SIGTERM/SIGINT.
+//!
+//! Threads share nothing mutable on the measurement path: workers publish counters through
+//! their own atomics and send events and periodic reports over bounded channels.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use crossbeam_channel::{bounded, Receiver};
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::control::protocol::{Reply, Request};
+use crate::control::server::{self, Handler, Server};
+use crate::flow::definition::FlowDef;
+use crate::flow::engine::{flow_defs, FlowEngine};
+use crate::flow::key::FlowKey;
+use crate::ingest::{self, Event, IngestCore, WorkerReport, WorkerShell, WorkerStats};
+use crate::sflow::DecodeError;
+
+/// Command-line overrides applied on top of the configuration.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub sflow: Option<SocketAddr>,
+    pub control: Option<PathBuf>,
+    pub workers: Option<usize>,
+}
+
+/// Events kept for `reflexctl events`.
+const EVENT_HISTORY: usize = 1024;
+/// Bound of the event channel towards the policy thread.
+const EVENT_QUEUE: usize = 65536;
+/// Agents each worker tracks for sequence gaps.
+const MAX_AGENTS: usize = 4096;
+/// How often workers report top keys and agents.
+const REPORT_EVERY: Duration = Duration::from_millis(100);
+
+/// A threshold event as kept for queries.
+#[derive(Clone, Debug)]
+struct EventRecord {
+    event: Event,
+    unix_ms: u64,
+    /// recvmmsg return → event taken by the event thread.
+    latency_ns: u64,
+}
+
+/// Events seen so far, and how fast they were delivered.
+struct EventLog {
+    recent: VecDeque<EventRecord>,
+    total: u64,
+    latency: hdrhistogram::Histogram<u64>,
+}
+
+impl EventLog {
+    fn new() -> EventLog {
+        EventLog {
+            recent: VecDeque::with_capacity(EVENT_HISTORY),
+            total: 0,
+            // 1 ns .. 60 s at 3 significant digits; the bounds are constants, so this holds.
+            latency: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000_000, 3)
+                .unwrap_or_else(|_| hdrhistogram::Histogram::new(3).unwrap_or_default()),
+        }
+    }
+
+    fn push(&mut self, record: EventRecord) {
+        let _ = self.latency.record(record.latency_ns.max(1));
+        self.total += 1;
+        if self.recent.len() == EVENT_HISTORY {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(record);
+    }
+}
+
+/// Names needed to print events and flows.
+struct Names {
+    defs: Vec<FlowDef>,
+    thresholds: Vec<String>,
+}
+
+impl Names {
+    fn flow_name(&self, i: u16) -> &str {
+        self.defs.get(i as usize).map_or("?", |d| d.name.as_str())
+    }
+    fn threshold_name(&self, i: u16) -> &str {
+        self.thresholds.get(i as usize).map_or("?", |s| s.as_str())
+    }
+    fn key_text(&self, flow: u16, key: &FlowKey) -> String {
+        self.defs
+            .get(flow as usize)
+            .map_or_else(|| format!("{key:?}"), |d| d.format_key(key))
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
+    if let Some(addr) = overrides.sflow {
+        config.sflow.listen = addr;
+    }
+    if let Some(path) = overrides.control {
+        config.control.socket = path;
+    }
+    if let Some(n) = overrides.workers {
+        config.sflow.workers = n;
+    }
+    let workers = config.worker_count();
+    let names = Arc::new(Names {
+        defs: flow_defs(&config)?,
+        thresholds: config.thresholds.iter().map(|t| t.name.clone()).collect(),
+    });
+
+    // Bind everything before starting anything.
+    let control = Server::bind(&config.control.socket, config.control.group.as_deref())?;
+    let mut sockets = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let s = crate::io::udp::bind_ingest(
+            config.sflow.listen,
+            config.sflow.rcvbuf,
+            Duration::from_millis(100),
+        )
+        .with_context(|| format!("cannot listen for sFlow on udp {}", config.sflow.listen))?;
+        sockets.push(s);
+    }
+    let rcvbuf = sockets.first().map_or(0, crate::io::udp::rcvbuf);
+    tracing::info!(
+        sflow = %config.sflow.listen,
+        workers,
+        rcvbuf,
+        control = %config.control.socket.display(),
+        "reflexd listening"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).context("cannot install signal handler")?;
+    }
+
+    let (event_tx, event_rx) = bounded::<Event>(EVENT_QUEUE);
+    let (report_tx, report_rx) = bounded::<WorkerReport>(workers * 4);
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let mut threads = Vec::new();
+    let mut stats = Vec::new();
+    for (id, socket) in sockets.into_iter().enumerate() {
+        let engine = FlowEngine::new(&config)?;
+        let core = IngestCore::new(engine, MAX_AGENTS);
+        let worker_stats = Arc::new(WorkerStats::default());
+        stats.push(worker_stats.clone());
+        let shell = WorkerShell {
+            id,
+            socket,
+            batch: config.sflow.batch,
+            stop: stop.clone(),
+            events: event_tx.clone(),
+            reports: report_tx.clone(),
+            stats: worker_stats,
+            report_every_ns: REPORT_EVERY.as_nanos() as u64,
+        };
+        let pin = config
+            .sflow
+            .pin
+            .then(|| cores.get(id % cores.len().max(1)).copied())
+            .flatten();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("reflex-ingest-{id}"))
+                .spawn(move || {
+                    if let Some(core_id) = pin {
+                        if !core_affinity::set_for_current(core_id) {
+                            tracing::warn!(worker = id, "could not pin to a core");
+                        }
+                    }
+                    ingest::run_worker(shell, core)
+                })?,
+        );
+    }
+    drop(event_tx);
+    drop(report_tx);
+
+    let log = Arc::new(Mutex::new(EventLog::new()));
+    threads.push(spawn_event_thread(event_rx, log.clone(), names.clone(), stop.clone())?);
+
+    let handler = ControlHandler {
+        names,
+        stats,
+        reports: report_rx,
+        latest: HashMap::new(),
+        log,
+        started_ns: crate::io::now_ns(),
+        config: config.clone(),
+    };
+    let control_thread = server::spawn(control, Box::new(handler), stop.clone())?;
+
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tracing::info!("stopping");
+    for t in threads {
+        let _ = t.join();
+    }
+    let _ = control_thread.join();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The consumer of threshold events (the policy engine's seat).
+fn spawn_event_thread(
+    events: Receiver<Event>,
+    log: Arc<Mutex<EventLog>>,
+    names: Arc<Names>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("reflex-events".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(event) = events.recv_timeout(Duration::from_millis(100)) else {
+                    continue;
+                };
+                let taken = crate::io::now_ns();
+                let record = EventRecord {
+                    event,
+                    unix_ms: crate::io::clock::unix_ms(event.detected_ns),
+                    latency_ns: taken.saturating_sub(event.recv_ns),
+                };
+                tracing::info!(
+                    id = event.id,
+                    threshold = names.threshold_name(event.threshold),
+                    flow = names.flow_name(event.flow),
+                    key = %names.key_text(event.flow, &event.key),
+                    agent = %event.agent,
+                    value = event.value,
+                    latency_us = record.latency_ns as f64 / 1e3,
+                    "threshold crossed"
+                );
+                if let Ok(mut log) = log.lock() {
+                    log.push(record);
+                }
+            }
+        })
+}
+
+struct ControlHandler {
+    names: Arc<Names>,
+    stats: Vec<Arc<WorkerStats>>,
+    reports: Receiver<WorkerReport>,
+    latest: HashMap<usize, WorkerReport>,
+    log: Arc<Mutex<EventLog>>,
+    started_ns: u64,
+    config: Config,
+}
+
+impl Handler for ControlHandler {
+    fn handle(&mut self, request: Request) -> Reply {
+        self.tick();
+        match request {
+            Request::Ping => Reply::ok(json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "uptime_s": (crate::io::now_ns() - self.started_ns) as f64 / 1e9,
+            })),
+            Request::Stats => Reply::ok(self.stats_json()),
+            Request::Flows { name, max } => self.flows_json(&name, max),
+            Request::Events { max } => Reply::ok(self.events_json(max)),
+        }
+    }
+
+    fn tick(&mut self) {
+        while let Ok(report) = self.reports.try_recv() {
+            self.latest.insert(report.worker, report);
+        }
+    }
+}
+
+impl ControlHandler {
+    fn stats_json(&self) -> Value {
+        let r = Ordering::Relaxed;
+        let sum = |f: &dyn Fn(&WorkerStats) -> u64| self.stats.iter().map(|s| f(s)).sum::<u64>();
+        let mut errors = serde_json::Map::new();
+        for kind in DecodeError::ALL {
+            let n = sum(&|s| s.decode_errors[kind.index()].load(r));
+            errors.insert(kind.name().to_owned(), json!(n));
+        }
+        let kernel_drops: u64 = self.latest.values().filter_map(|w| w.kernel_drops).sum();
+        let mut agents: Vec<Value> = Vec::new();
+        for w in self.latest.values() {
+            for a in &w.agents {
+                agents.push(json!({
+                    "agent": a.agent.address.to_string(),
+                    "sub_agent": a.agent.sub_agent,
+                    "worker": w.worker,
+                    "datagrams": a.datagrams,
+                    "lost": a.lost,
+                    "restarts": a.restarts,
+                    "sample_drops": a.drops,
+                }));
+            }
+        }
+        let (events, latency) = match self.log.lock() {
+            Ok(log) => (
+                log.total,
+                json!({
+                    "count": log.latency.len(),
+                    "p50_us": log.latency.value_at_quantile(0.5) as f64 / 1e3,
+                    "p99_us": log.latency.value_at_quantile(0.99) as f64 / 1e3,
+                    "max_us": log.latency.max() as f64 / 1e3,
+                }),
+            ),
+            Err(_) => (0, Value::Null),
+        };
+        json!({
+            "uptime_s": (crate::io::now_ns() - self.started_ns) as f64 / 1e9,
+            "workers": self.stats.len(),
+            "sflow": {
+                "listen": self.config.sflow.listen.to_string(),
+                "datagrams": sum(&|s| s.datagrams.load(r)),
+                "bytes": sum(&|s| s.bytes.load(r)),
+                "batches": sum(&|s| s.batches.load(r)),
+                "flow_samples": sum(&|s| s.flow_samples.load(r)),
+                "counter_samples": sum(&|s| s.counter_samples.load(r)),
+                "other_samples": sum(&|s| s.other_samples.load(r)),
+                "truncated": sum(&|s| s.truncated.load(r)),
+                "decode_errors": errors,
+                "kernel_drops": kernel_drops,
+                "lost_datagrams": sum(&|s| s.lost_datagrams.load(r)),
+                "agent_restarts": sum(&|s| s.agent_restarts.load(r)),
+                "untracked_agents": sum(&|s| s.untracked_agents.load(r)),
+                "recv_errors": sum(&|s| s.recv_errors.load(r)),
+            },
+            "events": {
+                "detected": sum(&|s| s.detections.load(r)),
+                "delivered": events,
+                "dropped": sum(&|s| s.events_dropped.load(r)),
+                "latency": latency,
+            },
+            "agents": agents,
+        })
+    }
+
+    fn flows_json(&self, name: &str, max: usize) -> Reply {
+        let Some(fi) = self.names.defs.iter().position(|d| d.name == name) else {
+            let known: Vec<&str> = self.names.defs.iter().map(|d| d.name.as_str()).collect();
+            return Reply::error(format!(
+                "no flow `{name}` (defined: {})",
+                known.join(", ")
+            ));
+        };
+        let def = &self.names.defs[fi];
+        let now = crate::io::now_ns();
+        // Workers see disjoint datagrams: a key's rate is the sum over workers, each
+        // snapshot decayed to now.
+        let mut merged: HashMap<FlowKey, f64> = HashMap::new();
+        for w in self.latest.values() {
+            let decay = (-((now.saturating_sub(w.now_ns)) as f64 / 1e9) / def.t).exp();
+            if let Some(snap) = w.top.iter().find(|s| s.flow as usize == fi) {
+                for (key, rate) in &snap.top {
+                    *merged.entry(*key).or_default() += rate * decay;
+                }
+            }
+        }
+        let mut rows: Vec<(FlowKey, f64)> = merged.into_iter().collect();
+        rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+        rows.truncate(max);
+        let top: Vec<Value> = rows
+            .iter()
+            .map(|(k, rate)| json!({"key": def.format_key(k), "rate": rate}))
+            .collect();
+        Reply::ok(json!({
+            "name": def.name,
+            "keys": def.keys.iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
+            "value": format!("{:?}", def.value).to_lowercase(),
+            "filter": def.filter.as_ref().map(|f| f.to_string()),
+            "t": def.t,
+            "top": top,
+        }))
+    }
+
+    fn events_json(&self, max: usize) -> Value {
+        let Ok(log) = self.log.lock() else {
+            return json!({"events": []});
+        };
+        let skip = log.recent.len().saturating_sub(max);
+        let events: Vec<Value> = log
+            .recent
+            .iter()
+            .skip(skip)
+            .map(|r| {
+                let e = &r.event;
+                json!({
+                    "id": e.id,
+                    "unix_ms": r.unix_ms,
+                    "time": format_unix_ms(r.unix_ms),
+                    "threshold": self.names.threshold_name(e.threshold),
+                    "flow": self.names.flow_name(e.flow),
+                    "key": self.names.key_text(e.flow, &e.key),
+                    "agent": e.agent.to_string(),
+                    "value": e.value,
+                    "latency_us": r.latency_ns as f64 / 1e3,
+                    "decide_us": e.detected_ns.saturating_sub(e.recv_ns) as f64 / 1e3,
+                })
+            })
+            .collect();
+        json!({"total": log.total, "events": events})
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for a Unix time in milliseconds.
+pub fn format_unix_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unix_ms_formats_as_utc() {
+        assert_eq!(format_unix_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_unix_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(format_unix_ms(1_795_000_000_000), "2026-11-18T07:06:40.000Z");
+    }
+}

@@ -1,1 +1,477 @@
-//! placeholder
+//! Ingest workers: one thread per core, each with its own SO_REUSEPORT socket, receive
+//! batch, agent table and flow engine, so the per-datagram path shares nothing with other
+//! threads, takes no lock and allocates nothing.
+//!
+//! [`IngestCore`] is the sans-IO part (datagram bytes + `now` in, detections out);
+//! [`run_worker`] is the thin loop around `recvmmsg`.
+
+use std::net::{IpAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{Sender, TrySendError};
+
+use crate::flow::engine::{Detection, FlowEngine, TopSnapshot};
+use crate::flow::key::FlowKey;
+use crate::flow::sample::Sample;
+use crate::io::mmsg::RecvBatch;
+use crate::packet::{parse_sampled_header, HeaderKeys};
+use crate::sflow::{self, AgentId, DecodeError, FlowRecord, SampledIp};
+
+/// A threshold event on its way to the policy thread.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Event {
+    /// Unique per daemon run: worker index in the top byte, a counter below.
+    pub id: u64,
+    pub threshold: u16,
+    pub flow: u16,
+    pub key: FlowKey,
+    pub value: f64,
+    pub agent: IpAddr,
+    /// When the batch holding the deciding datagram came out of `recvmmsg`.
+    pub recv_ns: u64,
+    /// When the worker decided.
+    pub detected_ns: u64,
+}
+
+/// Counters of one worker, written only by it (once per batch) and read by anyone.
+#[derive(Default)]
+pub struct WorkerStats {
+    pub datagrams: AtomicU64,
+    pub bytes: AtomicU64,
+    pub batches: AtomicU64,
+    pub flow_samples: AtomicU64,
+    pub counter_samples: AtomicU64,
+    pub other_samples: AtomicU64,
+    pub truncated: AtomicU64,
+    pub decode_errors: [AtomicU64; DecodeError::ALL.len()],
+    pub lost_datagrams: AtomicU64,
+    pub agent_restarts: AtomicU64,
+    pub untracked_agents: AtomicU64,
+    pub detections: AtomicU64,
+    pub events_dropped: AtomicU64,
+    pub recv_errors: AtomicU64,
+}
+
+/// The same counters as plain integers, owned by the worker between publications.
+#[derive(Default, Clone, Copy)]
+struct Counters {
+    datagrams: u64,
+    bytes: u64,
+    batches: u64,
+    flow_samples: u64,
+    counter_samples: u64,
+    other_samples: u64,
+    truncated: u64,
+    decode_errors: [u64; DecodeError::ALL.len()],
+    lost_datagrams: u64,
+    agent_restarts: u64,
+    untracked_agents: u64,
+    detections: u64,
+}
+
+impl Counters {
+    fn publish(&self, s: &WorkerStats) {
+        let r = Ordering::Relaxed;
+        s.datagrams.store(self.datagrams, r);
+        s.bytes.store(self.bytes, r);
+        s.batches.store(self.batches, r);
+        s.flow_samples.store(self.flow_samples, r);
+        s.counter_samples.store(self.counter_samples, r);
+        s.other_samples.store(self.other_samples, r);
+        s.truncated.store(self.truncated, r);
+        for (a, v) in s.decode_errors.iter().zip(self.decode_errors) {
+            a.store(v, r);
+        }
+        s.lost_datagrams.store(self.lost_datagrams, r);
+        s.agent_restarts.store(self.agent_restarts, r);
+        s.untracked_agents.store(self.untracked_agents, r);
+        s.detections.store(self.detections, r);
+    }
+}
+
+/// What one worker knows of one agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AgentEntry {
+    pub agent: AgentId,
+    pub last_sequence: u32,
+    pub datagrams: u64,
+    /// Datagrams missing from the sequence (lost on the way or dropped by the kernel).
+    pub lost: u64,
+    /// Times the sequence went backwards (agent restart).
+    pub restarts: u64,
+    /// The agent's own count of samples it could not send (latest flow sample's `drops`).
+    pub drops: u32,
+    pub last_seen_ns: u64,
+}
+
+/// A fixed-capacity table of agents (open addressing), so a flood of datagrams from spoofed
+/// agent addresses cannot grow memory.
+pub struct AgentTable {
+    slots: Vec<Option<AgentEntry>>,
+    len: usize,
+}
+
+/// How a datagram's sequence number relates to the agent's previous one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SequenceCheck {
+    First,
+    InOrder,
+    /// This many datagrams are missing before this one.
+    Gap(u32),
+    /// The sequence went backwards: the agent restarted (or the datagram is a late duplicate).
+    Restart,
+    /// The table is full; the agent is not tracked.
+    Untracked,
+}
+
+impl AgentTable {
+    /// A table for up to `capacity` agents (rounded up to a power of two, at least 16).
+    pub fn new(capacity: usize) -> AgentTable {
+        let n = capacity.clamp(16, 1 << 20).next_power_of_two() * 2;
+        AgentTable {
+            slots: vec![None; n],
+            len: 0,
+        }
+    }
+
+    fn slot_of(&self, agent: &AgentId) -> Option<usize> {
+        let mut h: u64 = agent.sub_agent as u64 ^ 0x9E37_79B9_7F4A_7C15;
+        match agent.address {
+            IpAddr::V4(a) => h ^= u32::from(a) as u64,
+            IpAddr::V6(a) => {
+                let v = u128::from(a);
+                h ^= (v as u64) ^ ((v >> 64) as u64);
+            }
+        }
+        h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+        h ^= h >> 29;
+        let mask = self.slots.len() - 1;
+        let mut i = h as usize & mask;
+        for _ in 0..self.slots.len() {
+            match &self.slots[i] {
+                Some(e) if e.agent == *agent => return Some(i),
+                None => return Some(i),
+                _ => i = (i + 1) & mask,
+            }
+        }
+        None
+    }
+
+    /// Records a datagram from `agent` with `sequence`; says how it fits the sequence.
+    #[inline]
+    pub fn record(&mut self, agent: AgentId, sequence: u32, now_ns: u64) -> SequenceCheck {
+        let Some(i) = self.slot_of(&agent) else {
+            return SequenceCheck::Untracked;
+        };
+        match &mut self.slots[i] {
+            Some(e) => {
+                e.datagrams += 1;
+                e.last_seen_ns = now_ns;
+                let expected = e.last_sequence.wrapping_add(1);
+                let check = if sequence == expected {
+                    SequenceCheck::InOrder
+                } else if sequence > expected {
+                    let gap = sequence - expected;
+                    e.lost += gap as u64;
+                    SequenceCheck::Gap(gap)
+                } else {
+                    e.restarts += 1;
+                    SequenceCheck::Restart
+                };
+                e.last_sequence = sequence;
+                check
+            }
+            empty => {
+                // Keep half the slots free so probes stay short.
+                if self.len * 2 >= self.slots.len() {
+                    return SequenceCheck::Untracked;
+                }
+                *empty = Some(AgentEntry {
+                    agent,
+                    last_sequence: sequence,
+                    datagrams: 1,
+                    lost: 0,
+                    restarts: 0,
+                    drops: 0,
+                    last_seen_ns: now_ns,
+                });
+                self.len += 1;
+                SequenceCheck::First
+            }
+        }
+    }
+
+    /// Notes the agent's latest sample drop counter.
+    #[inline]
+    pub fn set_drops(&mut self, agent: &AgentId, drops: u32) {
+        if let Some(i) = self.slot_of(agent) {
+            if let Some(e) = &mut self.slots[i] {
+                e.drops = drops;
+            }
+        }
+    }
+
+    /// All tracked agents.
+    pub fn entries(&self) -> impl Iterator<Item = &AgentEntry> {
+        self.slots.iter().flatten()
+    }
+
+    /// Number of tracked agents.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if no agent has been seen.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The sans-IO part of a worker.
+pub struct IngestCore {
+    engine: FlowEngine,
+    agents: AgentTable,
+    counters: Counters,
+}
+
+/// A detection together with the agent whose datagram decided it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AgentDetection {
+    pub detection: Detection,
+    pub agent: IpAddr,
+}
+
+impl IngestCore {
+    /// A core measuring with `engine`, tracking up to `max_agents` agents.
+    pub fn new(engine: FlowEngine, max_agents: usize) -> IngestCore {
+        IngestCore {
+            engine,
+            agents: AgentTable::new(max_agents),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Decodes one datagram and accounts every flow sample in it. Malformed datagrams are
+    /// counted by kind and returned as the error (after any samples before the fault were
+    /// accounted: they were well-formed and are real evidence).
+    pub fn datagram(
+        &mut self,
+        bytes: &[u8],
+        now_ns: u64,
+        on: &mut impl FnMut(AgentDetection),
+    ) -> Result<(), DecodeError> {
+        self.counters.datagrams += 1;
+        self.counters.bytes += bytes.len() as u64;
+        let result = self.decode(bytes, now_ns, on);
+        if let Err(e) = result {
+            self.counters.decode_errors[e.index()] += 1;
+        }
+        result
+    }
+
+    fn decode(
+        &mut self,
+        bytes: &[u8],
+        now_ns: u64,
+        on: &mut impl FnMut(AgentDetection),
+    ) -> Result<(), DecodeError> {
+        let dg = sflow::parse_datagram(bytes)?;
+        match self.agents.record(dg.agent, dg.sequence, now_ns) {
+            SequenceCheck::Gap(n) => self.counters.lost_datagrams += n as u64,
+            SequenceCheck::Restart => self.counters.agent_restarts += 1,
+            SequenceCheck::Untracked => self.counters.untracked_agents += 1,
+            SequenceCheck::First | SequenceCheck::InOrder => {}
+        }
+        let agent = dg.agent.address;
+        for sample in dg.samples() {
+            match sample? {
+                sflow::Sample::Flow(fs) => {
+                    self.counters.flow_samples += 1;
+                    let mut keys = None;
+                    let mut frame_length = 0;
+                    for record in fs.records() {
+                        match record? {
+                            FlowRecord::SampledHeader(h) => {
+                                if keys.is_none() {
+                                    keys = Some(parse_sampled_header(h.protocol, h.header));
+                                    frame_length = h.frame_length;
+                                }
+                            }
+                            FlowRecord::SampledIpv4(ip) | FlowRecord::SampledIpv6(ip) => {
+                                if keys.is_none() {
+                                    keys = Some(keys_from_sampled_ip(&ip));
+                                    frame_length = ip.length;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    if fs.drops != 0 {
+                        self.agents.set_drops(&dg.agent, fs.drops);
+                    }
+                    let sample = Sample {
+                        agent,
+                        source: fs.source,
+                        input: fs.input,
+                        output: fs.output,
+                        sampling_rate: fs.sampling_rate.max(1),
+                        frame_length,
+                        keys: keys.unwrap_or_default(),
+                    };
+                    let counters = &mut self.counters;
+                    self.engine.observe(&sample, now_ns, &mut |detection| {
+                        counters.detections += 1;
+                        on(AgentDetection { detection, agent });
+                    });
+                }
+                sflow::Sample::Counters(_) => self.counters.counter_samples += 1,
+                sflow::Sample::Other { .. } => self.counters.other_samples += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a datagram the kernel cut short (longer than our receive buffer).
+    pub fn truncated(&mut self) {
+        self.counters.truncated += 1;
+    }
+
+    /// Ends a batch: publishes counters for readers on other threads.
+    pub fn end_batch(&mut self, stats: &WorkerStats) {
+        self.counters.batches += 1;
+        self.counters.publish(stats);
+    }
+
+    /// The flow engine (for snapshots).
+    pub fn engine(&self) -> &FlowEngine {
+        &self.engine
+    }
+
+    /// The agent table (for reports).
+    pub fn agents(&self) -> &AgentTable {
+        &self.agents
+    }
+}
+
+fn keys_from_sampled_ip(ip: &SampledIp) -> HeaderKeys {
+    let proto = (ip.protocol & 0xff) as u8;
+    let mut k = HeaderKeys {
+        ethertype: Some(if ip.src.is_ipv4() { 0x0800 } else { 0x86dd }),
+        ip_src: Some(ip.src),
+        ip_dst: Some(ip.dst),
+        ip_proto: Some(proto),
+        ..HeaderKeys::default()
+    };
+    match proto {
+        6 | 17 | 132 => {
+            k.src_port = Some(ip.src_port as u16);
+            k.dst_port = Some(ip.dst_port as u16);
+        }
+        // sFlow carries ICMP type and code in the port fields.
+        1 | 58 => {
+            k.icmp_type = Some(ip.src_port as u8);
+            k.icmp_code = Some(ip.dst_port as u8);
+        }
+        _ => {}
+    }
+    k
+}
+
+/// Periodic state a worker hands to the control thread (off the per-datagram path).
+#[derive(Clone, Debug)]
+pub struct WorkerReport {
+    pub worker: usize,
+    pub now_ns: u64,
+    pub top: Vec<TopSnapshot>,
+    pub agents: Vec<AgentEntry>,
+    pub kernel_drops: Option<u64>,
+    pub rcvbuf: usize,
+}
+
+/// Everything a worker thread needs besides its core.
+pub struct WorkerShell {
+    pub id: usize,
+    pub socket: UdpSocket,
+    pub batch: usize,
+    pub stop: Arc<AtomicBool>,
+    pub events: Sender<Event>,
+    pub reports: Sender<WorkerReport>,
+    pub stats: Arc<WorkerStats>,
+    /// Cadence of reports, in nanoseconds.
+    pub report_every_ns: u64,
+}
+
+/// Receives, decodes and measures until `stop` is set.
+pub fn run_worker(shell: WorkerShell, mut core: IngestCore) {
+    let mut batch = RecvBatch::new(shell.batch);
+    let mut next_event: u64 = (shell.id as u64) << 56;
+    let mut next_report = 0u64;
+    let mut malformed_log = crate::io::RateLimit::new(1_000_000_000);
+    let rcvbuf = crate::io::udp::rcvbuf(&shell.socket);
+    while !shell.stop.load(Ordering::Relaxed) {
+        let n = match batch.recv(&shell.socket) {
+            Ok(n) => n,
+            Err(e) => {
+                shell.stats.recv_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(worker = shell.id, error = %e, "sFlow receive failed");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            }
+        };
+        let recv_ns = crate::io::now_ns();
+        for i in 0..n {
+            let (bytes, truncated) = batch.datagram(i);
+            if truncated {
+                core.truncated();
+                continue;
+            }
+            let events = &shell.events;
+            let stats = &shell.stats;
+            let result = core.datagram(bytes, recv_ns, &mut |d: AgentDetection| {
+                let event = Event {
+                    id: next_event,
+                    threshold: d.detection.threshold,
+                    flow: d.detection.flow,
+                    key: d.detection.key,
+                    value: d.detection.value,
+                    agent: d.agent,
+                    recv_ns,
+                    detected_ns: crate::io::now_ns(),
+                };
+                next_event += 1;
+                if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+                    events.try_send(event)
+                {
+                    stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            if let Err(e) = result {
+                if let Some(suppressed) = malformed_log.allow(recv_ns) {
+                    tracing::warn!(
+                        worker = shell.id,
+                        from = ?batch.source(i),
+                        error = %e,
+                        suppressed,
+                        "malformed sFlow datagram dropped"
+                    );
+                }
+            }
+        }
+        if n > 0 {
+            core.end_batch(&shell.stats);
+        }
+        if recv_ns >= next_report {
+            next_report = recv_ns + shell.report_every_ns;
+            let report = WorkerReport {
+                worker: shell.id,
+                now_ns: recv_ns,
+                top: core.engine().snapshot(recv_ns),
+                agents: core.agents().entries().copied().collect(),
+                kernel_drops: crate::io::udp::kernel_drops(&shell.socket),
+                rcvbuf,
+            };
+            let _ = shell.reports.try_send(report);
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The per-worker measurement engine: every flow definition with its sketch, top-k and
+//! thresholds, updated inline for each sample.
+//!
+//! One engine belongs to one ingest thread; nothing in it is shared, so the per-sample path
+//! takes no lock and allocates nothing. Threshold crossings are decided here, on the
+//! estimate the sample just updated, rather than by a periodic scan.
+
+use crate::config::Config;
+use crate::flow::definition::{FlowDef, ValueKind};
+use crate::flow::key::FlowKey;
+use crate::flow::sample::Sample;
+use crate::flow::sketch::DecayedCountMin;
+use crate::flow::threshold::{ThresholdConfig, ThresholdState};
+use crate::flow::topk::TopK;
+
+/// A threshold crossing found while observing a sample.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Detection {
+    /// Index of the threshold in the configuration.
+    pub threshold: u16,
+    /// Index of the flow (the threshold's metric) in the configuration.
+    pub flow: u16,
+    pub key: FlowKey,
+    /// The smoothed rate per second that crossed.
+    pub value: f64,
+}
+
+struct FlowState {
+    def: FlowDef,
+    sketch: DecayedCountMin,
+    top: TopK,
+    thresholds: Vec<(u16, ThresholdState)>,
+}
+
+/// Why an engine could not be built from a configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("flow `{flow}`: {message}")]
+pub struct EngineError {
+    pub flow: String,
+    pub message: String,
+}
+
+/// All flows of one worker.
+pub struct FlowEngine {
+    flows: Vec<FlowState>,
+}
+
+/// A flow's top keys at one moment, for queries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopSnapshot {
+    pub flow: u16,
+    pub top: Vec<(FlowKey, f64)>,
+}
+
+/// Parses the configuration's flow definitions (shared by the engine and by queries that
+/// format keys).
+pub fn flow_defs(config: &Config) -> Result<Vec<FlowDef>, EngineError> {
+    config
+        .flows
+        .iter()
+        .map(|f| {
+            let value = match f.value.as_str() {
+                "frames" => ValueKind::Frames,
+                "bytes" => ValueKind::Bytes,
+                other => {
+                    return Err(EngineError {
+                        flow: f.name.clone(),
+                        message: format!("value `{other}` is not frames or bytes"),
+                    })
+                }
+            };
+            FlowDef::new(&f.name, &f.keys, value, f.filter.as_deref(), f.t).map_err(|e| {
+                EngineError {
+                    flow: f.name.clone(),
+                    message: e.to_string(),
+                }
+            })
+        })
+        .collect()
+}
+
+impl FlowEngine {
+    /// Builds every flow and threshold of `config`, with memory fixed from here on.
+    pub fn new(config: &Config) -> Result<FlowEngine, EngineError> {
+        let defs = flow_defs(config)?;
+        let mut flows = Vec::with_capacity(defs.len());
+        for (def, fc) in defs.into_iter().zip(&config.flows) {
+            let err = |message: String| EngineError {
+                flow: fc.name.clone(),
+                message,
+            };
+            let sketch = DecayedCountMin::new(fc.sketch_width, fc.sketch_depth, fc.t)
+                .map_err(|e| err(e.to_string()))?;
+            flows.push(FlowState {
+                def,
+                sketch,
+                top: TopK::new(fc.top),
+                thresholds: Vec::new(),
+            });
+        }
+        for (ti, t) in config.thresholds.iter().enumerate() {
+            let Some(fi) = config.flows.iter().position(|f| f.name == t.metric) else {
+                return Err(EngineError {
+                    flow: t.metric.clone(),
+                    message: format!("threshold `{}` names no such flow", t.name),
+                });
+            };
+            let tau = config.flows[fi].t;
+            let cfg = ThresholdConfig {
+                value: t.value,
+                by_flow: t.by_flow,
+                timeout_ns: (t.timeout * 1e9) as u64,
+                capacity: t.capacity,
+            };
+            flows[fi]
+                .thresholds
+                .push((ti as u16, ThresholdState::new(cfg, tau)));
+        }
+        Ok(FlowEngine { flows })
+    }
+
+    /// Accounts one sample in every flow whose filter it passes; reports crossings to `on`.
+    #[inline]
+    pub fn observe(&mut self, sample: &Sample, now_ns: u64, on: &mut impl FnMut(Detection)) {
+        for (fi, flow) in self.flows.iter_mut().enumerate() {
+            let mut key = FlowKey::EMPTY;
+            if !flow.def.key_of(sample, &mut key) {
+                continue;
+            }
+            let hash = key.hash64();
+            let weight = flow.def.value_of(sample);
+            let rate = flow.sketch.add(&key, hash, weight, now_ns);
+            flow.top.offer(&key, hash, rate, now_ns);
+            for (ti, state) in flow.thresholds.iter_mut() {
+                if let Some(c) = state.check(&key, hash, rate, now_ns) {
+                    on(Detection {
+                        threshold: *ti,
+                        flow: fi as u16,
+                        key: c.key,
+                        value: c.value,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The current top keys of every flow (allocates: call it off the per-sample path).
+    pub fn snapshot(&self, now_ns: u64) -> Vec<TopSnapshot> {
+        self.flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let mut top = Vec::new();
+                f.top.snapshot(now_ns, &mut top);
+                TopSnapshot {
+                    flow: i as u16,
+                    top,
+                }
+            })
+            .collect()
+    }
+
+    /// The estimated rate of one key in flow `flow`, if that flow exists.
+    pub fn rate(&self, flow: usize, key: &FlowKey, now_ns: u64) -> Option<f64> {
+        self.flows
+            .get(flow)
+            .map(|f| f.sketch.rate(key.hash64(), now_ns))
+    }
+
+    /// Bytes of sketch memory held (fixed at construction).
+    pub fn memory_bytes(&self) -> usize {
+        self.flows.iter().map(|f| f.sketch.memory_bytes()).sum()
+    }
+}

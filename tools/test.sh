@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what the tests need (as root, on Debian, when missing) and runs every test:
+# unit, property, integration over loopback, and end-to-end against a real Open vSwitch in
+# network namespaces. Also checks formatting and lints, as CI does.
+#
+#   sudo tools/test.sh            everything
+#   sudo tools/test.sh e2e        only the end-to-end tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(openvswitch-switch ethtool iputils-ping iproute2 tshark)
+commands=(ovs-vswitchd ethtool ping ip tshark)
+missing=()
+for i in "${!commands[@]}"; do
+    command -v "${commands[$i]}" >/dev/null 2>&1 || missing+=("${packages[$i]}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "tools/test.sh: missing ${missing[*]}; run as root (sudo tools/test.sh) to install them" >&2
+        exit 1
+    fi
+    echo "installing ${missing[*]} ..."
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ "$(id -u)" != 0 ]; then
+    echo "tools/test.sh: the end-to-end tests need root (network namespaces, Open vSwitch): sudo tools/test.sh" >&2
+    exit 1
+fi
+
+if [ "${1:-}" = e2e ]; then
+    exec cargo test --release --test e2e_ovs -- --test-threads=1
+fi
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --quiet -- -D warnings
+cargo test --all-targets
+cargo test --doc --quiet
