@@ -129,8 +129,7 @@ fn parse_mac(text: &str) -> Option<[u8; 6]> {
     let grouped = t.contains([':', '-']);
     if grouped {
         // Six groups of one or two hex digits.
-        let mut groups = 0;
-        for g in t.split([':', '-']) {
+        for (groups, g) in t.split([':', '-']).enumerate() {
             if groups == 6 || g.is_empty() || g.len() > 2 {
                 return None;
             }
@@ -138,7 +137,6 @@ fn parse_mac(text: &str) -> Option<[u8; 6]> {
             digits[n] = v >> 4;
             digits[n + 1] = v & 0xF;
             n += 2;
-            groups += 1;
         }
     } else {
         for c in t.chars() {
