@@ -50,22 +50,36 @@ impl std::str::FromStr for ValueKind {
 /// Why a flow definition or a key text was rejected.
 #[derive(thiserror::Error, Debug, Clone, PartialEq)]
 pub enum DefinitionError {
+    /// The name is empty or has characters outside `[A-Za-z0-9_-]`.
     #[error("invalid flow name {0:?}: use letters, digits, '_' and '-'")]
     BadName(String),
+    /// The key list is empty.
     #[error("a flow needs at least one key")]
     NoKeys,
+    /// A key name sFlow-RT does not define (or Reflex does not support).
     #[error("unknown flow key {0:?}")]
     UnknownKey(String),
+    /// The keys together are wider than a [`FlowKey`].
     #[error("keys take {0} bytes, more than the {MAX_KEY_LEN} a flow key holds")]
     KeyTooLong(usize),
+    /// `t` is not a positive finite number.
     #[error("smoothing time t must be a positive number of seconds, not {0}")]
     BadSmoothing(f64),
+    /// A value other than `frames` or `bytes`.
     #[error("unknown flow value {0:?}: expected frames or bytes")]
     UnknownValue(String),
+    /// The filter text does not parse.
     #[error("bad filter: {0}")]
     Filter(#[from] FilterError),
+    /// Key text with a different number of fields than the definition has keys.
     #[error("key text has {found} fields, the flow has {expected} keys")]
-    KeyArity { expected: usize, found: usize },
+    KeyArity {
+        /// Keys in the definition.
+        expected: usize,
+        /// Fields in the text.
+        found: usize,
+    },
+    /// A field of key text does not parse.
     #[error(transparent)]
     Field(#[from] FieldError),
 }

@@ -45,27 +45,39 @@ const PROTO_ICMPV6: u8 = 58;
 /// One flow key field, named as in sFlow-RT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KeyField {
+    /// `agent`: address of the exporting agent.
     Agent,
+    /// `inputifindex`: ifIndex the packet came in on.
     InputIfindex,
+    /// `outputifindex`: ifIndex it went out on, `discard` or `multiple`.
     OutputIfindex,
+    /// `macsource`: Ethernet source.
     MacSource,
+    /// `macdestination`: Ethernet destination.
     MacDestination,
+    /// `ethernetprotocol`: innermost EtherType.
     EthernetProtocol,
+    /// `vlan`: outermost VLAN id.
     Vlan,
-    /// IPv4 source only.
+    /// `ipsource`: IPv4 source only.
     IpSource,
-    /// IPv4 destination only.
+    /// `ipdestination`: IPv4 destination only.
     IpDestination,
-    /// IPv6 source only.
+    /// `ip6source`: IPv6 source only.
     Ip6Source,
-    /// IPv6 destination only.
+    /// `ip6destination`: IPv6 destination only.
     Ip6Destination,
+    /// `ipprotocol`: IP protocol (IPv6: upper-layer protocol).
     IpProtocol,
+    /// `tcpsourceport`: only when the IP protocol is TCP.
     TcpSourcePort,
+    /// `tcpdestinationport`: only when the IP protocol is TCP.
     TcpDestinationPort,
+    /// `udpsourceport`: only when the IP protocol is UDP.
     UdpSourcePort,
+    /// `udpdestinationport`: only when the IP protocol is UDP.
     UdpDestinationPort,
-    /// ICMP or ICMPv6 type.
+    /// `icmptype`: ICMP or ICMPv6 type.
     IcmpType,
 }
 
