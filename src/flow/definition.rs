@@ -1,0 +1,377 @@
+//! Flow definitions in sFlow-RT's terms: a name, key fields, a value (frames or bytes), an
+//! optional filter and a smoothing time `t`.
+//!
+//! A definition is validated once when it is created; on the per-sample path
+//! [`FlowDef::key_of`] and [`FlowDef::value_of`] only read it and allocate nothing.
+
+use super::field::{FieldError, KeyField};
+use super::filter::{Filter, FilterError};
+use super::key::{FlowKey, MAX_KEY_LEN};
+use super::sample::Sample;
+use std::fmt;
+
+/// What a flow counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueKind {
+    /// Packets: each sample stands for `sampling_rate` frames.
+    Frames,
+    /// Bytes: each sample stands for `sampling_rate * frame_length` bytes.
+    Bytes,
+}
+
+impl ValueKind {
+    /// sFlow-RT's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            ValueKind::Frames => "frames",
+            ValueKind::Bytes => "bytes",
+        }
+    }
+}
+
+impl fmt::Display for ValueKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ValueKind {
+    type Err = DefinitionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "frames" => Ok(ValueKind::Frames),
+            "bytes" => Ok(ValueKind::Bytes),
+            other => Err(DefinitionError::UnknownValue(other.to_string())),
+        }
+    }
+}
+
+/// Why a flow definition or a key text was rejected.
+#[derive(thiserror::Error, Debug, Clone, PartialEq)]
+pub enum DefinitionError {
+    /// The name is empty or has characters outside `[A-Za-z0-9_-]`.
+    #[error("invalid flow name {0:?}: use letters, digits, '_' and '-'")]
+    BadName(String),
+    /// The key list is empty.
+    #[error("a flow needs at least one key")]
+    NoKeys,
+    /// A key name sFlow-RT does not define (or Reflex does not support).
+    #[error("unknown flow key {0:?}")]
+    UnknownKey(String),
+    /// The keys together are wider than a [`FlowKey`].
+    #[error("keys take {0} bytes, more than the {MAX_KEY_LEN} a flow key holds")]
+    KeyTooLong(usize),
+    /// `t` is not a positive finite number.
+    #[error("smoothing time t must be a positive number of seconds, not {0}")]
+    BadSmoothing(f64),
+    /// A value other than `frames` or `bytes`.
+    #[error("unknown flow value {0:?}: expected frames or bytes")]
+    UnknownValue(String),
+    /// The filter text does not parse.
+    #[error("bad filter: {0}")]
+    Filter(#[from] FilterError),
+    /// Key text with a different number of fields than the definition has keys.
+    #[error("key text has {found} fields, the flow has {expected} keys")]
+    KeyArity {
+        /// Keys in the definition.
+        expected: usize,
+        /// Fields in the text.
+        found: usize,
+    },
+    /// A field of key text does not parse.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+}
+
+/// A validated flow definition.
+#[derive(Clone, Debug)]
+pub struct FlowDef {
+    /// Name, `[A-Za-z0-9_-]+`.
+    pub name: String,
+    /// Key fields, in key order.
+    pub keys: Vec<KeyField>,
+    /// What is counted.
+    pub value: ValueKind,
+    /// Samples that fail the filter are not counted.
+    pub filter: Option<Filter>,
+    /// Smoothing time constant in seconds.
+    pub t: f64,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl FlowDef {
+    /// Builds and validates a definition; `keys` is sFlow-RT's comma list
+    /// (`"ipsource,ipdestination"`), `filter` sFlow-RT filter text.
+    pub fn new(
+        name: &str,
+        keys: &str,
+        value: ValueKind,
+        filter: Option<&str>,
+        t: f64,
+    ) -> Result<FlowDef, DefinitionError> {
+        if !valid_name(name) {
+            return Err(DefinitionError::BadName(name.to_string()));
+        }
+        let keys = keys
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(|k| KeyField::from_name(k).ok_or_else(|| DefinitionError::UnknownKey(k.into())))
+            .collect::<Result<Vec<_>, _>>()?;
+        if keys.is_empty() {
+            return Err(DefinitionError::NoKeys);
+        }
+        let width: usize = keys.iter().map(|k| k.width()).sum();
+        if width > MAX_KEY_LEN {
+            return Err(DefinitionError::KeyTooLong(width));
+        }
+        if !(t.is_finite() && t > 0.0) {
+            return Err(DefinitionError::BadSmoothing(t));
+        }
+        let filter = match filter.map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(Filter::parse(text)?),
+        };
+        Ok(FlowDef {
+            name: name.to_string(),
+            keys,
+            value,
+            filter,
+            t,
+        })
+    }
+
+    /// Encoded key width in bytes.
+    pub fn key_width(&self) -> usize {
+        self.keys.iter().map(|k| k.width()).sum()
+    }
+
+    /// Applies the filter, then encodes the keys into `out`; false means the sample is not
+    /// counted (filtered out or lacking a key field), and `out` is then unspecified.
+    #[inline]
+    pub fn key_of(&self, s: &Sample, out: &mut FlowKey) -> bool {
+        if let Some(f) = &self.filter {
+            if !f.matches(s) {
+                return false;
+            }
+        }
+        *out = FlowKey::EMPTY;
+        self.keys.iter().all(|k| k.encode(s, out))
+    }
+
+    /// What the sample stands for: frames = sampling rate, bytes = rate × frame length.
+    #[inline]
+    pub fn value_of(&self, s: &Sample) -> f64 {
+        let rate = f64::from(s.sampling_rate);
+        match self.value {
+            ValueKind::Frames => rate,
+            ValueKind::Bytes => rate * f64::from(s.frame_length),
+        }
+    }
+
+    /// Prints a key as sFlow-RT does: field texts joined by commas (`10.0.0.1,10.0.0.2`).
+    pub fn format_key(&self, key: &FlowKey) -> String {
+        let bytes = key.as_bytes();
+        let mut out = String::new();
+        let mut at = 0;
+        for (i, k) in self.keys.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let end = (at + k.width()).min(bytes.len());
+            out.push_str(&k.format(bytes.get(at..end).unwrap_or(&[])));
+            at = end;
+        }
+        out
+    }
+
+    /// Parses [`FlowDef::format_key`]'s text back into a key.
+    pub fn parse_key(&self, text: &str) -> Result<FlowKey, DefinitionError> {
+        let found = text.split(',').count();
+        if found != self.keys.len() {
+            return Err(DefinitionError::KeyArity {
+                expected: self.keys.len(),
+                found,
+            });
+        }
+        let mut key = FlowKey::EMPTY;
+        for (k, part) in self.keys.iter().zip(text.split(',')) {
+            let v = k.parse_value(part)?;
+            if !key.push(v.as_bytes()) {
+                return Err(DefinitionError::KeyTooLong(key.len() + v.as_bytes().len()));
+            }
+        }
+        Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::sample::testing::{icmp_sample, sample_of};
+    use crate::packet::build::{Frame, L4};
+    use crate::sflow::{DataSource, Interface};
+    use proptest::prelude::*;
+
+    fn ddos() -> FlowDef {
+        FlowDef::new(
+            "ddos",
+            "ipsource",
+            ValueKind::Frames,
+            Some("outputifindex!=discard&direction=ingress"),
+            2.0,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn seed_scenario_flow() {
+        let def = ddos();
+        let s = icmp_sample();
+        let mut key = FlowKey::EMPTY;
+        assert!(def.key_of(&s, &mut key));
+        assert_eq!(key.as_bytes(), [10, 0, 0, 1]);
+        assert_eq!(def.format_key(&key), "10.0.0.1");
+        assert_eq!(def.value_of(&s), 10.0);
+        let mut dropped = s;
+        dropped.output = Interface::Discard(258);
+        assert!(!def.key_of(&dropped, &mut key));
+        let mut egress = s;
+        egress.source = DataSource { kind: 0, index: 2 };
+        assert!(!def.key_of(&egress, &mut key));
+    }
+
+    #[test]
+    fn multi_key_and_missing_field() {
+        let def = FlowDef::new(
+            "pair",
+            " ipsource, ipdestination ,tcpdestinationport",
+            ValueKind::Bytes,
+            None,
+            10.0,
+        )
+        .unwrap();
+        assert_eq!(def.key_width(), 10);
+        let mut key = FlowKey::EMPTY;
+        // ICMP lacks tcpdestinationport: not counted.
+        assert!(!def.key_of(&icmp_sample(), &mut key));
+        let tcp = sample_of(&Frame {
+            l4: L4::Tcp {
+                src: 5000,
+                dst: 443,
+                flags: 0x10,
+            },
+            ..Frame::default()
+        });
+        assert!(def.key_of(&tcp, &mut key));
+        assert_eq!(def.format_key(&key), "10.0.0.1,10.0.0.2,443");
+        assert_eq!(def.parse_key("10.0.0.1,10.0.0.2,443").unwrap(), key);
+        assert_eq!(
+            def.value_of(&tcp),
+            f64::from(tcp.sampling_rate) * f64::from(tcp.frame_length)
+        );
+    }
+
+    #[test]
+    fn validation() {
+        let new = |name, keys, filter, t| FlowDef::new(name, keys, ValueKind::Frames, filter, t);
+        assert!(matches!(
+            new("a b", "ipsource", None, 1.0),
+            Err(DefinitionError::BadName(_))
+        ));
+        assert!(matches!(
+            new("", "ipsource", None, 1.0),
+            Err(DefinitionError::BadName(_))
+        ));
+        assert!(new("Good_name-2", "ipsource", None, 1.0).is_ok());
+        assert_eq!(
+            new("x", " , ", None, 1.0).unwrap_err(),
+            DefinitionError::NoKeys
+        );
+        assert_eq!(
+            new("x", "ipsource,ipsrc", None, 1.0).unwrap_err(),
+            DefinitionError::UnknownKey("ipsrc".into())
+        );
+        assert_eq!(
+            new("x", "agent,ip6source,ip6destination,agent,vlan", None, 1.0).unwrap_err(),
+            DefinitionError::KeyTooLong(66)
+        );
+        assert!(new("x", "agent,ip6source,ip6destination,agent", None, 1.0).is_ok());
+        for t in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(matches!(
+                new("x", "vlan", None, t),
+                Err(DefinitionError::BadSmoothing(_))
+            ));
+        }
+        let e = new("x", "vlan", Some("vlan=1&"), 1.0).unwrap_err();
+        assert!(
+            matches!(e, DefinitionError::Filter(ref f) if f.column == 8),
+            "{e}"
+        );
+        assert!(new("x", "vlan", Some("  "), 1.0).unwrap().filter.is_none());
+    }
+
+    #[test]
+    fn parse_key_errors() {
+        let def =
+            FlowDef::new("x", "ipsource,udpsourceport", ValueKind::Frames, None, 1.0).unwrap();
+        assert_eq!(
+            def.parse_key("10.0.0.1").unwrap_err(),
+            DefinitionError::KeyArity {
+                expected: 2,
+                found: 1
+            }
+        );
+        assert!(matches!(
+            def.parse_key("10.0.0.1,x"),
+            Err(DefinitionError::Field(_))
+        ));
+    }
+
+    #[test]
+    fn value_kind_text_and_serde() {
+        assert_eq!("bytes".parse::<ValueKind>().unwrap(), ValueKind::Bytes);
+        assert!("packets".parse::<ValueKind>().is_err());
+        assert_eq!(
+            serde_json::to_string(&ValueKind::Frames).unwrap(),
+            "\"frames\""
+        );
+        assert_eq!(
+            serde_json::from_str::<ValueKind>("\"bytes\"").unwrap(),
+            ValueKind::Bytes
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn format_key_parse_key_round_trip(
+            fields in proptest::collection::vec(proptest::sample::select(KeyField::ALL.to_vec()), 1..4),
+            seed in proptest::collection::vec(any::<u8>(), 64),
+        ) {
+            let names: Vec<&str> = fields.iter().map(|f| f.name()).collect();
+            let def = FlowDef::new("rt", &names.join(","), ValueKind::Frames, None, 1.0).unwrap();
+            // Build a valid encoding per field by parsing the text of random bytes.
+            let mut key = FlowKey::EMPTY;
+            let mut at = 0;
+            for f in &fields {
+                let raw = &seed[at..at + f.width()];
+                at += f.width();
+                let text = match f {
+                    KeyField::OutputIfindex => ["discard", "multiple", "17"][usize::from(raw[0] % 3)].to_string(),
+                    KeyField::Vlan => (u16::from_be_bytes([raw[0], raw[1]]) & 0x0FFF).to_string(),
+                    _ => f.format(raw),
+                };
+                prop_assert!(key.push(f.parse_value(&text).unwrap().as_bytes()));
+            }
+            let text = def.format_key(&key);
+            prop_assert_eq!(def.parse_key(&text).unwrap(), key);
+        }
+    }
+}
