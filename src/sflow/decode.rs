@@ -225,7 +225,9 @@ impl<'a> RawRecordIter<'a> {
         let (header, rest) = view::<wire::RecordHeader>(self.rest)?;
         let len = header.length.get() as usize;
         let padded = wire::padded(len).ok_or(DecodeError::Truncated)?;
-        let (padded_data, after) = rest.split_at_checked(padded).ok_or(DecodeError::Truncated)?;
+        let (padded_data, after) = rest
+            .split_at_checked(padded)
+            .ok_or(DecodeError::Truncated)?;
         let data = padded_data.get(..len).ok_or(DecodeError::Truncated)?;
         self.rest = after;
         let data_format = header.data_format.get();
@@ -290,9 +292,7 @@ impl<'a> Sample<'a> {
         match raw.data_format() {
             wire::FLOW_SAMPLE => FlowSample::decode_compact(raw.data).map(Sample::Flow),
             wire::FLOW_SAMPLE_EXPANDED => FlowSample::decode_expanded(raw.data).map(Sample::Flow),
-            wire::COUNTERS_SAMPLE => {
-                CountersSample::decode_compact(raw.data).map(Sample::Counters)
-            }
+            wire::COUNTERS_SAMPLE => CountersSample::decode_compact(raw.data).map(Sample::Counters),
             wire::COUNTERS_SAMPLE_EXPANDED => {
                 CountersSample::decode_expanded(raw.data).map(Sample::Counters)
             }
@@ -724,4 +724,473 @@ pub struct IfCounters {
     pub out_discards: u32,
     pub out_errors: u32,
     pub promiscuous: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sflow::fixtures::{COMPACT, EXPANDED};
+
+    /// Walks every sample and record; returns (samples, records) or the first error.
+    fn walk(buf: &[u8]) -> Result<(usize, usize), DecodeError> {
+        let datagram = parse_datagram(buf)?;
+        let (mut samples, mut records) = (0, 0);
+        for sample in datagram.samples() {
+            samples += 1;
+            match sample? {
+                Sample::Flow(f) => {
+                    for r in f.records() {
+                        r?;
+                        records += 1;
+                    }
+                }
+                Sample::Counters(c) => {
+                    for r in c.records() {
+                        r?;
+                        records += 1;
+                    }
+                }
+                Sample::Other { .. } => {}
+            }
+        }
+        Ok((samples, records))
+    }
+
+    fn set_u32(buf: &mut [u8], offset: usize, value: u32) {
+        buf[offset..offset + 4].copy_from_slice(&value.to_be_bytes());
+    }
+
+    #[test]
+    fn deconstruct_compact() {
+        let d = parse_datagram(&COMPACT).unwrap();
+        assert_eq!(d.agent.address, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 254)));
+        assert_eq!(d.agent.sub_agent, 7);
+        assert_eq!((d.sequence, d.uptime_ms, d.sample_count), (42, 123_456, 2));
+
+        let mut samples = d.samples();
+        let Some(Ok(Sample::Flow(f))) = samples.next() else {
+            panic!("expected a flow sample");
+        };
+        assert!(!f.expanded);
+        assert_eq!(f.sequence, 3);
+        assert_eq!(f.source, DataSource { kind: 0, index: 2 });
+        assert_eq!((f.sampling_rate, f.sample_pool, f.drops), (10, 1000, 0));
+        assert_eq!(f.input, Interface::Ifindex(2));
+        assert_eq!(f.output, Interface::Unknown);
+        assert_eq!(f.record_count, 2);
+        let mut records = f.records();
+        assert_eq!(
+            records.next(),
+            Some(Ok(FlowRecord::SampledHeader(SampledHeader {
+                protocol: 1,
+                frame_length: 98,
+                stripped: 4,
+                header: &[
+                    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0x11, 0x22, 0x33, 0x44, 0x55, 8, 0
+                ],
+            })))
+        );
+        assert_eq!(
+            records.next(),
+            Some(Ok(FlowRecord::ExtendedSwitch(ExtendedSwitch {
+                src_vlan: 10,
+                src_priority: 0,
+                dst_vlan: 20,
+                dst_priority: 3,
+            })))
+        );
+        assert_eq!(records.next(), None);
+
+        let Some(Ok(Sample::Counters(c))) = samples.next() else {
+            panic!("expected a counters sample");
+        };
+        assert!(!c.expanded);
+        assert_eq!(
+            (c.sequence, c.source, c.record_count),
+            (9, DataSource { kind: 0, index: 2 }, 2)
+        );
+        let mut records = c.records();
+        let Some(Ok(CounterRecord::Generic(ifc))) = records.next() else {
+            panic!("expected generic interface counters");
+        };
+        assert_eq!(
+            (ifc.if_index, ifc.if_type, ifc.if_speed),
+            (2, 6, 10_000_000)
+        );
+        assert_eq!((ifc.if_direction, ifc.if_status), (1, 3));
+        assert_eq!(ifc.in_octets, 1 << 32);
+        assert_eq!(
+            (ifc.in_ucast, ifc.in_multicast, ifc.in_broadcast),
+            (5, 6, 7)
+        );
+        assert_eq!(
+            (ifc.out_octets, ifc.out_ucast, ifc.promiscuous),
+            (1234, 8, 1)
+        );
+        assert_eq!(
+            records.next(),
+            Some(Ok(CounterRecord::Other {
+                enterprise: 0,
+                format: 2207,
+                data: &[1, 2, 3, 4, 5],
+            }))
+        );
+        assert_eq!(records.next(), None);
+        assert_eq!(samples.next(), None);
+        assert_eq!(samples.next(), None);
+    }
+
+    #[test]
+    fn deconstruct_expanded() {
+        let d = parse_datagram(&EXPANDED).unwrap();
+        assert_eq!(d.agent.address, "2001:db8::1".parse::<IpAddr>().unwrap());
+        assert_eq!((d.sequence, d.sample_count), (u32::MAX, 3));
+        let samples: Vec<_> = d.samples().collect::<Result<_, _>>().unwrap();
+        assert_eq!(samples.len(), 3);
+
+        let Sample::Flow(f) = samples[0] else {
+            panic!("expected a flow sample");
+        };
+        assert!(f.expanded);
+        assert_eq!(
+            f.source,
+            DataSource {
+                kind: 3,
+                index: 1 << 24
+            }
+        );
+        assert_eq!((f.sampling_rate, f.sample_pool, f.drops), (100, 200, 1));
+        assert_eq!(f.input, Interface::Discard(258));
+        assert_eq!(f.output, Interface::Multiple(3));
+        let records: Vec<_> = f.records().collect::<Result<_, _>>().unwrap();
+        let FlowRecord::SampledIpv4(v4) = records[0] else {
+            panic!("expected sampled_ipv4");
+        };
+        assert_eq!(v4.src, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(v4.dst, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)));
+        assert_eq!((v4.length, v4.protocol, v4.tos), (84, 1, 0x10));
+        let FlowRecord::SampledIpv6(v6) = records[1] else {
+            panic!("expected sampled_ipv6");
+        };
+        assert_eq!(v6.src, "fe80::1".parse::<IpAddr>().unwrap());
+        assert_eq!(v6.dst, "fe80::2".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            (v6.src_port, v6.dst_port, v6.protocol, v6.tos),
+            (5001, 6343, 17, 5)
+        );
+
+        assert_eq!(
+            samples[1],
+            Sample::Other {
+                enterprise: 4413,
+                format: 5
+            }
+        );
+
+        let Sample::Counters(c) = samples[2] else {
+            panic!("expected a counters sample");
+        };
+        assert!(c.expanded);
+        assert_eq!(
+            (c.sequence, c.source),
+            (
+                77,
+                DataSource {
+                    kind: 0,
+                    index: 1 << 30
+                }
+            )
+        );
+        assert_eq!(c.records().next(), None);
+    }
+
+    #[test]
+    fn walk_counts_fixtures() {
+        assert_eq!(walk(&COMPACT), Ok((2, 4)));
+        assert_eq!(walk(&EXPANDED), Ok((3, 2)));
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        for fixture in [&COMPACT[..], &EXPANDED[..]] {
+            for len in 0..fixture.len() {
+                assert!(
+                    walk(&fixture[..len]).is_err(),
+                    "prefix of {len} bytes decoded"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn header_errors() {
+        assert_eq!(parse_datagram(&[]).unwrap_err(), DecodeError::Truncated);
+        assert_eq!(
+            parse_datagram(&[0, 0, 0]).unwrap_err(),
+            DecodeError::Truncated
+        );
+        let mut buf = COMPACT;
+        set_u32(&mut buf, 0, 4);
+        assert_eq!(parse_datagram(&buf).unwrap_err(), DecodeError::BadVersion);
+        let mut buf = COMPACT;
+        set_u32(&mut buf, 4, 3);
+        assert_eq!(
+            parse_datagram(&buf).unwrap_err(),
+            DecodeError::BadAddressType
+        );
+        // An IPv4 datagram relabelled IPv6 still parses its header; the samples then fail.
+        let mut buf = COMPACT;
+        set_u32(&mut buf, 4, 2);
+        assert!(walk(&buf).is_err());
+    }
+
+    #[test]
+    fn count_that_cannot_fit_is_rejected_up_front() {
+        let mut buf = COMPACT;
+        // 236 body bytes hold at most 29 eight-byte items.
+        set_u32(&mut buf, 24, 30);
+        assert_eq!(
+            parse_datagram(&buf).unwrap_err(),
+            DecodeError::CountMismatch
+        );
+        set_u32(&mut buf, 24, u32::MAX);
+        assert_eq!(
+            parse_datagram(&buf).unwrap_err(),
+            DecodeError::CountMismatch
+        );
+        // Flow sample record count (offset 28 + 8 + 28).
+        let mut buf = COMPACT;
+        set_u32(&mut buf, 64, 9);
+        let d = parse_datagram(&buf).unwrap();
+        assert_eq!(d.samples().next(), Some(Err(DecodeError::CountMismatch)));
+    }
+
+    #[test]
+    fn fewer_samples_than_announced() {
+        let mut buf = COMPACT;
+        set_u32(&mut buf, 24, 3);
+        let d = parse_datagram(&buf).unwrap();
+        let mut it = d.samples();
+        assert!(matches!(it.next(), Some(Ok(Sample::Flow(_)))));
+        assert!(matches!(it.next(), Some(Ok(Sample::Counters(_)))));
+        assert_eq!(it.next(), Some(Err(DecodeError::CountMismatch)));
+        assert_eq!(it.next(), None);
+        assert_eq!(it.next(), None);
+    }
+
+    #[test]
+    fn trailing_bytes_after_last_sample() {
+        let mut buf = COMPACT;
+        set_u32(&mut buf, 24, 1);
+        let d = parse_datagram(&buf).unwrap();
+        let mut it = d.samples();
+        assert!(matches!(it.next(), Some(Ok(Sample::Flow(_)))));
+        assert_eq!(it.next(), Some(Err(DecodeError::TrailingBytes)));
+        assert_eq!(it.next(), None);
+
+        let mut long = COMPACT.to_vec();
+        long.extend_from_slice(&[0, 0, 0, 0]);
+        assert_eq!(walk(&long), Err(DecodeError::TrailingBytes));
+    }
+
+    #[test]
+    fn trailing_bytes_after_last_record() {
+        // Flow sample announces 1 record but holds 2.
+        let mut buf = COMPACT;
+        set_u32(&mut buf, 64, 1);
+        assert_eq!(walk(&buf), Err(DecodeError::TrailingBytes));
+    }
+
+    #[test]
+    fn sample_length_past_the_datagram_is_truncated() {
+        let mut buf = COMPACT;
+        set_u32(&mut buf, 32, 97 + 132);
+        assert_eq!(walk(&buf), Err(DecodeError::Truncated));
+        set_u32(&mut buf, 32, u32::MAX);
+        assert_eq!(walk(&buf), Err(DecodeError::Truncated));
+    }
+
+    #[test]
+    fn known_record_longer_than_its_structure() {
+        // The last record of a sample claiming more than the sample holds.
+        let mut buf = COMPACT;
+        set_u32(&mut buf, 112, 20);
+        assert_eq!(walk(&buf), Err(DecodeError::Truncated));
+        // sampled_header record claiming 4 more bytes than its header needs.
+        let mut buf = COMPACT;
+        set_u32(&mut buf, 72, 36);
+        assert_eq!(walk(&buf), Err(DecodeError::BadLength));
+        // sampled_header whose header length leaves bytes unused.
+        let mut buf = COMPACT;
+        set_u32(&mut buf, 88, 10);
+        assert_eq!(walk(&buf), Err(DecodeError::BadLength));
+        // ... or needs more bytes than the record holds.
+        set_u32(&mut buf, 88, 17);
+        assert_eq!(walk(&buf), Err(DecodeError::Truncated));
+        // Generic counters shorter than their structure.
+        let mut buf = COMPACT;
+        set_u32(&mut buf, 156, 84);
+        assert_eq!(walk(&buf), Err(DecodeError::Truncated));
+    }
+
+    #[test]
+    fn known_record_of_the_wrong_size_in_expanded() {
+        // sampled_ipv4 length 36 (at 40+8+44+4): swallows 4 bytes of the next record.
+        let mut buf = EXPANDED;
+        set_u32(&mut buf, 96, 36);
+        assert_eq!(walk(&buf), Err(DecodeError::BadLength));
+    }
+
+    #[test]
+    fn bad_interface_formats() {
+        let mut buf = COMPACT;
+        set_u32(&mut buf, 56, 0xC000_0001);
+        assert_eq!(walk(&buf), Err(DecodeError::BadInterface));
+        let mut buf = EXPANDED;
+        set_u32(&mut buf, 72, 3);
+        assert_eq!(walk(&buf), Err(DecodeError::BadInterface));
+    }
+
+    #[test]
+    fn unknown_records_are_skipped_by_length() {
+        // Relabel the sampled_header as an unknown flow record: same bytes, now opaque.
+        let mut buf = COMPACT;
+        set_u32(&mut buf, 68, (9 << 12) | 1);
+        let d = parse_datagram(&buf).unwrap();
+        let Some(Ok(Sample::Flow(f))) = d.samples().next() else {
+            panic!("expected a flow sample");
+        };
+        let records: Vec<_> = f.records().collect::<Result<_, _>>().unwrap();
+        let FlowRecord::Other {
+            enterprise,
+            format,
+            data,
+        } = records[0]
+        else {
+            panic!("expected an opaque record");
+        };
+        assert_eq!((enterprise, format, data.len()), (9, 1, 32));
+        assert!(matches!(records[1], FlowRecord::ExtendedSwitch(_)));
+    }
+
+    #[test]
+    fn unknown_sample_with_unpadded_length_is_skipped_with_padding() {
+        let mut buf = EXPANDED;
+        // The unknown sample (at 196) now declares 3 bytes; the 4th is padding.
+        set_u32(&mut buf, 200, 3);
+        assert_eq!(walk(&buf), Ok((3, 2)));
+        let d = parse_datagram(&buf).unwrap();
+        let raw = d.raw_samples().nth(1).unwrap().unwrap();
+        assert_eq!(raw.data, &[0xde, 0xad, 0xbe]);
+    }
+
+    #[test]
+    fn every_error_kind_is_reachable() {
+        let mut seen = [false; DecodeError::ALL.len()];
+        let mut note = |r: Result<(usize, usize), DecodeError>| {
+            if let Err(e) = r {
+                seen[e.index()] = true;
+            }
+        };
+        note(walk(&[]));
+        let cases: [(&[u8], usize, u32); 7] = [
+            (&COMPACT, 0, 4),
+            (&COMPACT, 4, 9),
+            (&COMPACT, 72, 36),
+            (&COMPACT, 56, u32::MAX),
+            (&COMPACT, 24, 3),
+            (&COMPACT, 24, 1),
+            (&EXPANDED, 96, 36),
+        ];
+        for (fixture, offset, value) in cases {
+            let mut buf = fixture.to_vec();
+            set_u32(&mut buf, offset, value);
+            note(walk(&buf));
+        }
+        assert_eq!(seen, [true; DecodeError::ALL.len()]);
+    }
+
+    #[test]
+    fn interface_encodings() {
+        assert_eq!(Interface::from_compact(0), Ok(Interface::Ifindex(0)));
+        assert_eq!(
+            Interface::from_compact(0x3FFF_FFFE),
+            Ok(Interface::Ifindex(0x3FFF_FFFE))
+        );
+        assert_eq!(Interface::from_compact(0x3FFF_FFFF), Ok(Interface::Unknown));
+        assert_eq!(
+            Interface::from_compact(0x4000_0102),
+            Ok(Interface::Discard(258))
+        );
+        assert_eq!(
+            Interface::from_compact(0x8000_0000),
+            Ok(Interface::Multiple(0))
+        );
+        assert_eq!(
+            Interface::from_compact(0xC000_0000),
+            Err(DecodeError::BadInterface)
+        );
+        assert_eq!(
+            Interface::from_expanded(0, u32::MAX),
+            Ok(Interface::Unknown)
+        );
+        assert_eq!(
+            Interface::from_expanded(0, 1 << 31),
+            Ok(Interface::Ifindex(1 << 31))
+        );
+        assert_eq!(
+            Interface::from_expanded(4, 0),
+            Err(DecodeError::BadInterface)
+        );
+
+        assert_eq!(Interface::Ifindex(0x3FFF_FFFF).to_compact(), None);
+        assert_eq!(Interface::Discard(1 << 30).to_compact(), None);
+        assert_eq!(Interface::Ifindex(u32::MAX).to_expanded(), None);
+        for i in [
+            Interface::Ifindex(5),
+            Interface::Discard(258),
+            Interface::Multiple(7),
+            Interface::Unknown,
+        ] {
+            assert_eq!(Interface::from_compact(i.to_compact().unwrap()), Ok(i));
+            let (format, value) = i.to_expanded().unwrap();
+            assert_eq!(Interface::from_expanded(format, value), Ok(i));
+        }
+    }
+
+    #[test]
+    fn data_source_encoding() {
+        let s = DataSource::from_compact(0x0200_03E8);
+        assert_eq!(
+            s,
+            DataSource {
+                kind: 2,
+                index: 1000
+            }
+        );
+        assert_eq!(s.to_compact(), Some(0x0200_03E8));
+        assert_eq!(
+            DataSource {
+                kind: 256,
+                index: 0
+            }
+            .to_compact(),
+            None
+        );
+        assert_eq!(
+            DataSource {
+                kind: 0,
+                index: 1 << 24
+            }
+            .to_compact(),
+            None
+        );
+    }
+
+    #[test]
+    fn iterators_yield_at_most_the_announced_count() {
+        let d = parse_datagram(&COMPACT).unwrap();
+        assert!(d.samples().size_hint().1.unwrap() >= 2);
+        assert_eq!(d.samples().count(), 2);
+    }
 }

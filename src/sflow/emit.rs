@@ -132,7 +132,12 @@ impl DatagramRepr {
 
     /// Bytes that [`DatagramRepr::emit`] writes.
     pub fn buffer_len(&self) -> usize {
-        self.header_len() + self.samples.iter().map(SampleRepr::buffer_len).sum::<usize>()
+        self.header_len()
+            + self
+                .samples
+                .iter()
+                .map(SampleRepr::buffer_len)
+                .sum::<usize>()
     }
 
     /// Writes the datagram at the start of `out`; returns the number of bytes written.
@@ -607,6 +612,363 @@ impl CounterRecordRepr {
                 w.record_header(other_format(*enterprise, *format)?, len)?;
                 w.padded(data)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::sflow::fixtures::{compact_repr, expanded_repr, COMPACT, EXPANDED};
+    use crate::sflow::parse_datagram;
+
+    fn emit_vec(repr: &DatagramRepr) -> Result<Vec<u8>, EmitError> {
+        let mut buf = vec![0u8; repr.buffer_len()];
+        let n = repr.emit(&mut buf)?;
+        assert_eq!(n, buf.len());
+        Ok(buf)
+    }
+
+    #[test]
+    fn construct_compact() {
+        assert_eq!(emit_vec(&compact_repr()).unwrap(), COMPACT);
+    }
+
+    #[test]
+    fn construct_expanded() {
+        assert_eq!(emit_vec(&expanded_repr()).unwrap(), EXPANDED);
+    }
+
+    #[test]
+    fn parse_fixtures_into_reprs() {
+        let d = parse_datagram(&COMPACT).unwrap();
+        assert_eq!(DatagramRepr::parse(&d).unwrap(), compact_repr());
+        let d = parse_datagram(&EXPANDED).unwrap();
+        assert_eq!(DatagramRepr::parse(&d).unwrap(), expanded_repr());
+    }
+
+    #[test]
+    fn parse_reports_the_first_error() {
+        let mut buf = COMPACT;
+        buf[56] = 0xC0;
+        let d = parse_datagram(&buf).unwrap();
+        assert_eq!(DatagramRepr::parse(&d), Err(DecodeError::BadInterface));
+    }
+
+    #[test]
+    fn emit_reuses_a_larger_buffer() {
+        let repr = compact_repr();
+        let mut buf = [0xAAu8; 1500];
+        assert_eq!(repr.emit(&mut buf), Ok(COMPACT.len()));
+        assert_eq!(&buf[..COMPACT.len()], &COMPACT[..]);
+        assert!(buf[COMPACT.len()..].iter().all(|&b| b == 0xAA));
+    }
+
+    #[test]
+    fn emit_into_a_short_buffer_fails() {
+        let repr = compact_repr();
+        let mut buf = vec![0u8; repr.buffer_len() - 1];
+        assert_eq!(repr.emit(&mut buf), Err(EmitError::BufferTooSmall));
+        let record = FlowRecordRepr::ExtendedSwitch(ExtendedSwitch::default());
+        assert_eq!(record.emit(&mut [0u8; 23]), Err(EmitError::BufferTooSmall));
+        assert_eq!(record.emit(&mut [0u8; 24]), Ok(24));
+    }
+
+    #[test]
+    fn values_outside_their_encoding_are_rejected() {
+        let flow = |input, source| {
+            let mut repr = compact_repr();
+            if let SampleRepr::Flow(f) = &mut repr.samples[0] {
+                f.input = input;
+                f.source = source;
+            }
+            emit_vec(&repr)
+        };
+        let port = DataSource { kind: 0, index: 1 };
+        assert_eq!(
+            flow(Interface::Ifindex(1 << 30), port),
+            Err(EmitError::OutOfRange)
+        );
+        assert_eq!(
+            flow(Interface::Discard(1 << 30), port),
+            Err(EmitError::OutOfRange)
+        );
+        let big_kind = DataSource {
+            kind: 256,
+            index: 0,
+        };
+        assert_eq!(
+            flow(Interface::Ifindex(1), big_kind),
+            Err(EmitError::OutOfRange)
+        );
+
+        let mixed = FlowRecordRepr::SampledIpv4(SampledIp {
+            length: 0,
+            protocol: 0,
+            src: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            dst: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            src_port: 0,
+            dst_port: 0,
+            tcp_flags: 0,
+            tos: 0,
+        });
+        assert_eq!(mixed.emit(&mut [0u8; 64]), Err(EmitError::OutOfRange));
+        let wide = CounterRecordRepr::Other {
+            enterprise: 1 << 20,
+            format: 0,
+            data: vec![],
+        };
+        assert_eq!(wide.emit(&mut [0u8; 8]), Err(EmitError::OutOfRange));
+    }
+
+    fn walk_all(buf: &[u8]) {
+        let Ok(d) = parse_datagram(buf) else { return };
+        for sample in d.samples() {
+            match sample {
+                Ok(Sample::Flow(f)) => f.records().for_each(drop),
+                Ok(Sample::Counters(c)) => c.records().for_each(drop),
+                _ => {}
+            }
+        }
+        let _ = DatagramRepr::parse(&d);
+    }
+
+    // Strategies produce only values the encodings can carry, and Other items only for
+    // types the decoder does not interpret (otherwise they would come back decoded).
+
+    fn ip_v4() -> impl Strategy<Value = IpAddr> {
+        any::<[u8; 4]>().prop_map(|b| IpAddr::V4(Ipv4Addr::from(b)))
+    }
+
+    fn ip_v6() -> impl Strategy<Value = IpAddr> {
+        any::<[u8; 16]>().prop_map(|b| IpAddr::V6(Ipv6Addr::from(b)))
+    }
+
+    fn interface(expanded: bool) -> impl Strategy<Value = Interface> {
+        let max = if expanded { u32::MAX } else { 0x3FFF_FFFF };
+        prop_oneof![
+            (0..max).prop_map(Interface::Ifindex),
+            (0..=max).prop_map(Interface::Discard),
+            (0..=max).prop_map(Interface::Multiple),
+            Just(Interface::Unknown),
+        ]
+    }
+
+    fn source(expanded: bool) -> BoxedStrategy<DataSource> {
+        if expanded {
+            any::<(u32, u32)>()
+                .prop_map(|(kind, index)| DataSource { kind, index })
+                .boxed()
+        } else {
+            (0u32..256, 0u32..(1 << 24))
+                .prop_map(|(kind, index)| DataSource { kind, index })
+                .boxed()
+        }
+    }
+
+    fn opaque() -> impl Strategy<Value = (u32, u32, Vec<u8>)> {
+        (
+            1u32..(1 << 20),
+            0u32..(1 << 12),
+            prop::collection::vec(any::<u8>(), 0..24),
+        )
+    }
+
+    fn sampled_ip(v6: bool) -> impl Strategy<Value = SampledIp> {
+        let addr = if v6 { ip_v6().boxed() } else { ip_v4().boxed() };
+        (addr.clone(), addr, any::<[u32; 6]>()).prop_map(|(src, dst, w)| SampledIp {
+            length: w[0],
+            protocol: w[1],
+            src,
+            dst,
+            src_port: w[2],
+            dst_port: w[3],
+            tcp_flags: w[4],
+            tos: w[5],
+        })
+    }
+
+    fn flow_record() -> impl Strategy<Value = FlowRecordRepr> {
+        prop_oneof![
+            (
+                any::<[u32; 3]>(),
+                prop::collection::vec(any::<u8>(), 0..130)
+            )
+                .prop_map(|(w, header)| FlowRecordRepr::SampledHeader(
+                    SampledHeaderRepr {
+                        protocol: w[0],
+                        frame_length: w[1],
+                        stripped: w[2],
+                        header,
+                    }
+                )),
+            sampled_ip(false).prop_map(FlowRecordRepr::SampledIpv4),
+            sampled_ip(true).prop_map(FlowRecordRepr::SampledIpv6),
+            any::<[u32; 4]>().prop_map(|w| FlowRecordRepr::ExtendedSwitch(ExtendedSwitch {
+                src_vlan: w[0],
+                src_priority: w[1],
+                dst_vlan: w[2],
+                dst_priority: w[3],
+            })),
+            opaque().prop_map(|(enterprise, format, data)| FlowRecordRepr::Other {
+                enterprise,
+                format,
+                data
+            }),
+        ]
+    }
+
+    fn if_counters() -> impl Strategy<Value = IfCounters> {
+        (any::<[u64; 3]>(), any::<[u32; 16]>()).prop_map(|(l, w)| IfCounters {
+            if_index: w[0],
+            if_type: w[1],
+            if_speed: l[0],
+            if_direction: w[2],
+            if_status: w[3],
+            in_octets: l[1],
+            in_ucast: w[4],
+            in_multicast: w[5],
+            in_broadcast: w[6],
+            in_discards: w[7],
+            in_errors: w[8],
+            in_unknown_protos: w[9],
+            out_octets: l[2],
+            out_ucast: w[10],
+            out_multicast: w[11],
+            out_broadcast: w[12],
+            out_discards: w[13],
+            out_errors: w[14],
+            promiscuous: w[15],
+        })
+    }
+
+    fn flow_sample() -> impl Strategy<Value = FlowSampleRepr> {
+        any::<bool>().prop_flat_map(|expanded| {
+            (
+                any::<[u32; 4]>(),
+                source(expanded),
+                interface(expanded),
+                interface(expanded),
+                prop::collection::vec(flow_record(), 0..4),
+            )
+                .prop_map(move |(w, source, input, output, records)| FlowSampleRepr {
+                    expanded,
+                    sequence: w[0],
+                    source,
+                    sampling_rate: w[1],
+                    sample_pool: w[2],
+                    drops: w[3],
+                    input,
+                    output,
+                    records,
+                })
+        })
+    }
+
+    fn counters_sample() -> impl Strategy<Value = CountersSampleRepr> {
+        let record = prop_oneof![
+            if_counters().prop_map(CounterRecordRepr::Generic),
+            opaque().prop_map(|(enterprise, format, data)| CounterRecordRepr::Other {
+                enterprise,
+                format,
+                data
+            }),
+        ];
+        any::<bool>().prop_flat_map(move |expanded| {
+            (
+                any::<u32>(),
+                source(expanded),
+                prop::collection::vec(record.clone(), 0..3),
+            )
+                .prop_map(move |(sequence, source, records)| CountersSampleRepr {
+                    expanded,
+                    sequence,
+                    source,
+                    records,
+                })
+        })
+    }
+
+    fn datagram() -> impl Strategy<Value = DatagramRepr> {
+        let sample = prop_oneof![
+            flow_sample().prop_map(SampleRepr::Flow),
+            counters_sample().prop_map(SampleRepr::Counters),
+            opaque().prop_map(|(enterprise, format, data)| SampleRepr::Other {
+                enterprise,
+                format,
+                data
+            }),
+        ];
+        (
+            prop_oneof![ip_v4(), ip_v6()],
+            any::<[u32; 3]>(),
+            prop::collection::vec(sample, 0..6),
+        )
+            .prop_map(|(address, w, samples)| DatagramRepr {
+                agent: AgentId {
+                    address,
+                    sub_agent: w[0],
+                },
+                sequence: w[1],
+                uptime_ms: w[2],
+                samples,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn emit_then_parse_round_trips(repr in datagram()) {
+            let bytes = emit_vec(&repr).unwrap();
+            let d = parse_datagram(&bytes).unwrap();
+            prop_assert_eq!(d.sample_count as usize, repr.samples.len());
+            let parsed = DatagramRepr::parse(&d).unwrap();
+            prop_assert_eq!(&parsed, &repr);
+            prop_assert_eq!(emit_vec(&parsed).unwrap(), bytes);
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            walk_all(&bytes);
+        }
+
+        #[test]
+        fn random_bytes_after_a_valid_header_never_panic(
+            body in prop::collection::vec(any::<u8>(), 0..600),
+            count in 0u32..12,
+        ) {
+            let mut bytes = COMPACT[..24].to_vec();
+            bytes.extend_from_slice(&count.to_be_bytes());
+            bytes.extend_from_slice(&body);
+            walk_all(&bytes);
+        }
+
+        #[test]
+        fn mutated_datagrams_never_panic(
+            repr in datagram(),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut bytes = emit_vec(&repr).unwrap();
+            for (at, value) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = value;
+            }
+            let len = cut.index(bytes.len() + 1);
+            walk_all(&bytes[..len]);
+            walk_all(&bytes);
+        }
+
+        #[test]
+        fn truncated_datagrams_are_errors(repr in datagram(), cut in any::<prop::sample::Index>()) {
+            let bytes = emit_vec(&repr).unwrap();
+            let len = cut.index(bytes.len());
+            let d = parse_datagram(&bytes[..len]);
+            let parsed = d.and_then(|d| DatagramRepr::parse(&d));
+            prop_assert!(parsed.is_err());
         }
     }
 }

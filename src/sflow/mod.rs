@@ -11,6 +11,9 @@ mod emit;
 mod error;
 pub mod wire;
 
+#[cfg(test)]
+mod fixtures;
+
 pub use decode::{
     parse_datagram, CounterRecord, CounterRecordIter, CountersSample, Datagram, ExtendedSwitch,
     FlowRecord, FlowRecordIter, FlowSample, IfCounters, RawRecord, RawRecordIter, Sample,
