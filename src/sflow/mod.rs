@@ -6,6 +6,25 @@
 
 use std::net::IpAddr;
 
+mod decode;
+mod emit;
+mod error;
+pub mod wire;
+
+#[cfg(test)]
+mod fixtures;
+
+pub use decode::{
+    parse_datagram, CounterRecord, CounterRecordIter, CountersSample, Datagram, ExtendedSwitch,
+    FlowRecord, FlowRecordIter, FlowSample, IfCounters, RawRecord, RawRecordIter, Sample,
+    SampleIter, SampledHeader, SampledIp,
+};
+pub use emit::{
+    CounterRecordRepr, CountersSampleRepr, DatagramRepr, FlowRecordRepr, FlowSampleRepr,
+    SampleRepr, SampledHeaderRepr,
+};
+pub use error::{DecodeError, EmitError};
+
 /// An sFlow interface reference as carried in flow samples (input / output).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Interface {
@@ -23,13 +42,17 @@ pub enum Interface {
 /// 2 = entPhysicalEntry) and index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct DataSource {
+    /// Source type (0 = ifIndex, 1 = smonVlanDataSource, 2 = entPhysicalEntry).
     pub kind: u32,
+    /// Index of the source within its type (an ifIndex for type 0).
     pub index: u32,
 }
 
 /// The agent that exported a datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AgentId {
+    /// The agent address carried in the datagram header.
     pub address: IpAddr,
+    /// Sub-agent id, distinguishing independent exporters behind one address.
     pub sub_agent: u32,
 }

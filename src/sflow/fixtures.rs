@@ -1,0 +1,246 @@
+//! Hand-built sFlow v5 datagrams shared by the decoder and emitter tests, written word by
+//! word from sflow_version_5.txt so that neither side of the codec checks itself.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::{
+    AgentId, CounterRecordRepr, CountersSampleRepr, DataSource, DatagramRepr, ExtendedSwitch,
+    FlowRecordRepr, FlowSampleRepr, IfCounters, Interface, SampleRepr, SampledHeaderRepr,
+    SampledIp,
+};
+
+/// IPv4 agent; a compact flow sample (sampled_header + extended_switch) and a compact
+/// counters sample (generic interface counters + an unknown record of 5 bytes).
+#[rustfmt::skip]
+pub const COMPACT: [u8; 264] = [
+    // datagram header
+    0, 0, 0, 5,           // version
+    0, 0, 0, 1,           // agent address type IPv4
+    10, 0, 0, 254,        // agent 10.0.0.254
+    0, 0, 0, 7,           // sub-agent
+    0, 0, 0, 42,          // sequence
+    0, 1, 0xe2, 0x40,     // uptime 123456 ms
+    0, 0, 0, 2,           // samples
+    // flow_sample
+    0, 0, 0, 1,           // enterprise 0, format 1
+    0, 0, 0, 96,          // length
+    0, 0, 0, 3,           // sequence
+    0, 0, 0, 2,           // source: type 0, index 2
+    0, 0, 0, 10,          // sampling rate
+    0, 0, 3, 0xe8,        // sample pool 1000
+    0, 0, 0, 0,           // drops
+    0, 0, 0, 2,           // input ifIndex 2
+    0x3f, 0xff, 0xff, 0xff, // output unknown
+    0, 0, 0, 2,           // records
+    //   sampled_header
+    0, 0, 0, 1,  0, 0, 0, 32,
+    0, 0, 0, 1,           // protocol Ethernet
+    0, 0, 0, 98,          // frame length
+    0, 0, 0, 4,           // stripped
+    0, 0, 0, 14,          // header length
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0x11, 0x22, 0x33, 0x44, 0x55, 8, 0, 0, 0,
+    //   extended_switch
+    0, 0, 3, 0xe9,  0, 0, 0, 16,
+    0, 0, 0, 10,  0, 0, 0, 0,  0, 0, 0, 20,  0, 0, 0, 3,
+    // counters_sample
+    0, 0, 0, 2,           // enterprise 0, format 2
+    0, 0, 0, 124,         // length
+    0, 0, 0, 9,           // sequence
+    0, 0, 0, 2,           // source: type 0, index 2
+    0, 0, 0, 2,           // records
+    //   generic interface counters
+    0, 0, 0, 1,  0, 0, 0, 88,
+    0, 0, 0, 2,           // ifIndex
+    0, 0, 0, 6,           // ifType
+    0, 0, 0, 0, 0, 0x98, 0x96, 0x80, // ifSpeed 10 Mb/s
+    0, 0, 0, 1,           // direction
+    0, 0, 0, 3,           // status
+    0, 0, 0, 1, 0, 0, 0, 0, // in octets 2^32
+    0, 0, 0, 5,  0, 0, 0, 6,  0, 0, 0, 7,  0, 0, 0, 0,  0, 0, 0, 0,  0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 4, 0xd2, // out octets 1234
+    0, 0, 0, 8,  0, 0, 0, 0,  0, 0, 0, 0,  0, 0, 0, 0,  0, 0, 0, 0,  0, 0, 0, 1,
+    //   unknown record, enterprise 0 format 2207, 5 bytes + 3 padding
+    0, 0, 0x08, 0x9f,  0, 0, 0, 5,
+    1, 2, 3, 4, 5, 0, 0, 0,
+];
+
+/// The representation of [`COMPACT`].
+pub fn compact_repr() -> DatagramRepr {
+    DatagramRepr {
+        agent: AgentId {
+            address: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 254)),
+            sub_agent: 7,
+        },
+        sequence: 42,
+        uptime_ms: 123_456,
+        samples: vec![
+            SampleRepr::Flow(FlowSampleRepr {
+                expanded: false,
+                sequence: 3,
+                source: DataSource { kind: 0, index: 2 },
+                sampling_rate: 10,
+                sample_pool: 1000,
+                drops: 0,
+                input: Interface::Ifindex(2),
+                output: Interface::Unknown,
+                records: vec![
+                    FlowRecordRepr::SampledHeader(SampledHeaderRepr {
+                        protocol: 1,
+                        frame_length: 98,
+                        stripped: 4,
+                        header: vec![
+                            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0x11, 0x22, 0x33, 0x44, 0x55, 8,
+                            0,
+                        ],
+                    }),
+                    FlowRecordRepr::ExtendedSwitch(ExtendedSwitch {
+                        src_vlan: 10,
+                        src_priority: 0,
+                        dst_vlan: 20,
+                        dst_priority: 3,
+                    }),
+                ],
+            }),
+            SampleRepr::Counters(CountersSampleRepr {
+                expanded: false,
+                sequence: 9,
+                source: DataSource { kind: 0, index: 2 },
+                records: vec![
+                    CounterRecordRepr::Generic(IfCounters {
+                        if_index: 2,
+                        if_type: 6,
+                        if_speed: 10_000_000,
+                        if_direction: 1,
+                        if_status: 3,
+                        in_octets: 1 << 32,
+                        in_ucast: 5,
+                        in_multicast: 6,
+                        in_broadcast: 7,
+                        out_octets: 1234,
+                        out_ucast: 8,
+                        promiscuous: 1,
+                        ..IfCounters::default()
+                    }),
+                    CounterRecordRepr::Other {
+                        enterprise: 0,
+                        format: 2207,
+                        data: vec![1, 2, 3, 4, 5],
+                    },
+                ],
+            }),
+        ],
+    }
+}
+
+/// IPv6 agent; an expanded flow sample (discarded input, multiple outputs, sampled_ipv4 +
+/// sampled_ipv6), an unknown sample type, and an expanded counters sample with no records.
+#[rustfmt::skip]
+pub const EXPANDED: [u8; 232] = [
+    // datagram header
+    0, 0, 0, 5,
+    0, 0, 0, 2,           // agent address type IPv6
+    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, // 2001:db8::1
+    0, 0, 0, 0,           // sub-agent
+    0xff, 0xff, 0xff, 0xff, // sequence
+    0, 0, 0, 0,           // uptime
+    0, 0, 0, 3,           // samples
+    // flow_sample_expanded
+    0, 0, 0, 3,
+    0, 0, 0, 148,         // length: 44 + 40 + 64
+    0, 0, 0, 1,           // sequence
+    0, 0, 0, 3,           // source type 3
+    0x01, 0, 0, 0,        // source index 2^24 (needs the expanded form)
+    0, 0, 0, 100,         // sampling rate
+    0, 0, 0, 200,         // sample pool
+    0, 0, 0, 1,           // drops
+    0, 0, 0, 1,  0, 0, 1, 2,  // input: discarded, reason 258 (ACL)
+    0, 0, 0, 2,  0, 0, 0, 3,  // output: multiple, 3 interfaces
+    0, 0, 0, 2,           // records
+    //   sampled_ipv4
+    0, 0, 0, 3,  0, 0, 0, 32,
+    0, 0, 0, 84,          // length
+    0, 0, 0, 1,           // protocol ICMP
+    10, 0, 0, 1,  10, 0, 0, 2,
+    0, 0, 0, 0,  0, 0, 0, 0,  0, 0, 0, 0,  0, 0, 0, 0x10,
+    //   sampled_ipv6
+    0, 0, 0, 4,  0, 0, 0, 56,
+    0, 0, 0, 104,         // length
+    0, 0, 0, 17,          // protocol UDP
+    0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+    0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,
+    0, 0, 0x13, 0x89,  0, 0, 0x18, 0xc7,  0, 0, 0, 0,  0, 0, 0, 5,
+    // unknown sample: enterprise 4413, format 5, 4 bytes
+    0x01, 0x13, 0xd0, 0x05,  0, 0, 0, 4,
+    0xde, 0xad, 0xbe, 0xef,
+    // counters_sample_expanded
+    0, 0, 0, 4,
+    0, 0, 0, 16,
+    0, 0, 0, 77,          // sequence
+    0, 0, 0, 0,           // source type 0
+    0x40, 0, 0, 0,        // source index 2^30
+    0, 0, 0, 0,           // records
+];
+
+/// The representation of [`EXPANDED`].
+pub fn expanded_repr() -> DatagramRepr {
+    let v6 = |last| IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, last));
+    DatagramRepr {
+        agent: AgentId {
+            address: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+            sub_agent: 0,
+        },
+        sequence: u32::MAX,
+        uptime_ms: 0,
+        samples: vec![
+            SampleRepr::Flow(FlowSampleRepr {
+                expanded: true,
+                sequence: 1,
+                source: DataSource {
+                    kind: 3,
+                    index: 1 << 24,
+                },
+                sampling_rate: 100,
+                sample_pool: 200,
+                drops: 1,
+                input: Interface::Discard(258),
+                output: Interface::Multiple(3),
+                records: vec![
+                    FlowRecordRepr::SampledIpv4(SampledIp {
+                        length: 84,
+                        protocol: 1,
+                        src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+                        dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+                        src_port: 0,
+                        dst_port: 0,
+                        tcp_flags: 0,
+                        tos: 0x10,
+                    }),
+                    FlowRecordRepr::SampledIpv6(SampledIp {
+                        length: 104,
+                        protocol: 17,
+                        src: v6(1),
+                        dst: v6(2),
+                        src_port: 5001,
+                        dst_port: 6343,
+                        tcp_flags: 0,
+                        tos: 5,
+                    }),
+                ],
+            }),
+            SampleRepr::Other {
+                enterprise: 4413,
+                format: 5,
+                data: vec![0xde, 0xad, 0xbe, 0xef],
+            },
+            SampleRepr::Counters(CountersSampleRepr {
+                expanded: true,
+                sequence: 77,
+                source: DataSource {
+                    kind: 0,
+                    index: 1 << 30,
+                },
+                records: vec![],
+            }),
+        ],
+    }
+}
