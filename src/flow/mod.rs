@@ -1,7 +1,11 @@
 //! Flows and thresholds in sFlow-RT's vocabulary, measured in bounded memory.
 
 pub mod definition;
+pub mod engine;
 pub mod field;
 pub mod filter;
 pub mod key;
 pub mod sample;
+pub mod sketch;
+pub mod threshold;
+pub mod topk;

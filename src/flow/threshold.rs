@@ -1,0 +1,437 @@
+//! Threshold crossings with hysteresis, checked inline on every rate update (sFlow-RT
+//! semantics), in a fixed-capacity table.
+//!
+//! An event fires when a key's rate goes above `value` while the key is armed. The key is
+//! then disarmed until its rate has stayed at or below `value` for `timeout`, after which it
+//! re-arms and may fire again. There is no periodic scan: between two updates of a key its
+//! smoothed rate only decays, deterministically with `τ`, so from the last rate `r` seen at
+//! `t` the moment it fell to `value` is `t + τ·ln(r / value)`. Each disarmed key stores that
+//! projected "below since" time; when the key is next seen, `now ≥ below + timeout` means it
+//! re-armed in the meantime.
+//!
+//! `by_flow = false` keeps one armed state for the whole threshold: one event, naming the key
+//! that crossed, then silence until *every* key has been below `value` for `timeout`. The
+//! latest projected "below" time over all keys seen above is one number, so this is `O(1)`.
+//!
+//! **Capacity.** Disarmed keys live in a table of `capacity` entries (open addressing, no
+//! allocation after construction). When a new key fires and the table is full, the entry
+//! projected to re-arm soonest is evicted: if it has already re-armed, that is exactly what
+//! would have happened anyway; otherwise the evicted key is re-armed early and may fire a
+//! duplicate event. An event is never missed. Entries that re-armed but whose key was never
+//! seen again stay counted in [`ThresholdState::triggered`] until evicted.
+
+use super::key::FlowKey;
+use super::sketch::sanitize_tau;
+use super::topk::{SlotHeap, SlotIndex};
+
+/// Largest accepted table capacity; larger requests are clamped.
+pub const MAX_CAPACITY: usize = 1 << 24;
+
+/// One threshold on a flow's rate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ThresholdConfig {
+    /// Rate per second above which an event fires.
+    pub value: f64,
+    /// One armed state per key (true) or one for the whole threshold (false).
+    pub by_flow: bool,
+    /// How long a rate must stay at or below `value` before the key re-arms (hysteresis).
+    pub timeout_ns: u64,
+    /// Most keys tracked as disarmed at once (at least one is always tracked).
+    pub capacity: usize,
+}
+
+/// A threshold crossing: `key`'s rate was `value` at `now_ns`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Crossing {
+    /// The key whose rate crossed.
+    pub key: FlowKey,
+    /// Its rate per second when it crossed.
+    pub value: f64,
+    /// When it crossed.
+    pub now_ns: u64,
+}
+
+/// Armed/disarmed state of one threshold.
+#[derive(Debug, Clone)]
+pub struct ThresholdState {
+    cfg: ThresholdConfig,
+    tau_ns: f64,
+    /// Per slot: the disarmed key.
+    keys: Vec<FlowKey>,
+    hashes: Vec<u64>,
+    /// Per slot: when its rate is (projected to be) at or below `value` from.
+    below_at: Vec<u64>,
+    /// Slots in use, keyed by re-arm time (`below_at + timeout`) for eviction.
+    rearm: SlotHeap<u64>,
+    index: SlotIndex,
+    /// Slots not in use.
+    free: Vec<u32>,
+    /// `by_flow = false`: `None` when armed, else the projected time every key is below.
+    global_below_at: Option<u64>,
+}
+
+impl ThresholdState {
+    /// State for `cfg` on rates smoothed with time constant `tau_secs` (the flow's `t`).
+    pub fn new(cfg: ThresholdConfig, tau_secs: f64) -> Self {
+        let n = if cfg.by_flow {
+            cfg.capacity.clamp(1, MAX_CAPACITY)
+        } else {
+            0
+        };
+        let cfg = ThresholdConfig {
+            capacity: n.max(1),
+            ..cfg
+        };
+        Self {
+            cfg,
+            tau_ns: sanitize_tau(tau_secs) * 1e9,
+            keys: vec![FlowKey::EMPTY; n],
+            hashes: vec![0; n],
+            below_at: vec![0; n],
+            rearm: SlotHeap::new(n),
+            index: SlotIndex::new(n),
+            free: (0..n as u32).rev().collect(),
+            global_below_at: None,
+        }
+    }
+
+    /// The configuration in force (capacity after clamping).
+    pub fn config(&self) -> &ThresholdConfig {
+        &self.cfg
+    }
+
+    /// When a rate of `rate` at `now_ns`, left to decay, falls to the threshold; `now_ns`
+    /// if it is not above it. A non-positive threshold is never reached by decay.
+    #[inline]
+    fn projected_below(&self, rate: f64, now_ns: u64) -> u64 {
+        // Written so that NaN rates count as not above and NaN thresholds as unreachable.
+        let above = rate > self.cfg.value;
+        if !above {
+            return now_ns;
+        }
+        let reachable = self.cfg.value > 0.0;
+        if !reachable {
+            return u64::MAX;
+        }
+        // Float-to-int `as` saturates (and maps NaN to 0), so this cannot wrap.
+        let dt = (self.tau_ns * (rate / self.cfg.value).ln()).ceil() as u64;
+        now_ns.saturating_add(dt)
+    }
+
+    /// Whether a rate at or below the threshold from `below_ns` has re-armed by `now_ns`.
+    /// A saturated re-arm time means never (infinite timeout, or a threshold decay cannot
+    /// reach).
+    #[inline]
+    fn rearmed(&self, below_ns: u64, now_ns: u64) -> bool {
+        let at = below_ns.saturating_add(self.cfg.timeout_ns);
+        at != u64::MAX && now_ns >= at
+    }
+
+    /// Checks the key's freshly updated `rate` at `now_ns`; returns the crossing if an event
+    /// fires.
+    #[inline]
+    #[must_use]
+    pub fn check(&mut self, key: &FlowKey, hash: u64, rate: f64, now_ns: u64) -> Option<Crossing> {
+        if self.cfg.by_flow {
+            self.check_flow(key, hash, rate, now_ns)
+        } else {
+            self.check_global(key, rate, now_ns)
+        }
+    }
+
+    #[inline]
+    fn fire(key: &FlowKey, rate: f64, now_ns: u64) -> Option<Crossing> {
+        Some(Crossing {
+            key: *key,
+            value: rate,
+            now_ns,
+        })
+    }
+
+    fn check_global(&mut self, key: &FlowKey, rate: f64, now_ns: u64) -> Option<Crossing> {
+        let above = rate > self.cfg.value;
+        match self.global_below_at {
+            None if above => {
+                self.global_below_at = Some(self.projected_below(rate, now_ns));
+                Self::fire(key, rate, now_ns)
+            }
+            None => None,
+            Some(b) if self.rearmed(b, now_ns) => {
+                if above {
+                    self.global_below_at = Some(self.projected_below(rate, now_ns));
+                    Self::fire(key, rate, now_ns)
+                } else {
+                    self.global_below_at = None;
+                    None
+                }
+            }
+            Some(b) => {
+                if above {
+                    // Another key (or this one) is above: the all-below time moves out.
+                    self.global_below_at = Some(b.max(self.projected_below(rate, now_ns)));
+                }
+                None
+            }
+        }
+    }
+
+    #[inline]
+    fn check_flow(&mut self, key: &FlowKey, hash: u64, rate: f64, now_ns: u64) -> Option<Crossing> {
+        let above = rate > self.cfg.value;
+        let keys = &self.keys;
+        let Some(slot) = self.index.find(hash, |s| keys.get(s) == Some(key)) else {
+            // Untracked keys are armed.
+            if !above {
+                return None;
+            }
+            let below = self.projected_below(rate, now_ns);
+            self.insert(key, hash, below);
+            return Self::fire(key, rate, now_ns);
+        };
+        let below = self.below_at[slot];
+        if self.rearmed(below, now_ns) {
+            // It stayed below for the whole timeout since we last saw it: re-armed.
+            if above {
+                let b = self.projected_below(rate, now_ns);
+                self.set_below(slot, b);
+                return Self::fire(key, rate, now_ns);
+            }
+            self.remove(slot);
+            return None;
+        }
+        let b = if above {
+            below.max(self.projected_below(rate, now_ns))
+        } else {
+            below.min(now_ns)
+        };
+        if b != below {
+            self.set_below(slot, b);
+        }
+        None
+    }
+
+    fn set_below(&mut self, slot: usize, below: u64) {
+        self.below_at[slot] = below;
+        self.rearm
+            .set(slot, below.saturating_add(self.cfg.timeout_ns));
+    }
+
+    fn insert(&mut self, key: &FlowKey, hash: u64, below: u64) {
+        let slot = match self.free.pop() {
+            Some(s) => s as usize,
+            None => {
+                // Full: evict the entry projected to re-arm soonest (see module docs).
+                let Some((_, victim)) = self.rearm.peek() else {
+                    return;
+                };
+                self.index.remove(self.hashes[victim], victim);
+                victim
+            }
+        };
+        self.keys[slot] = *key;
+        self.hashes[slot] = hash;
+        self.index.insert(hash, slot);
+        self.set_below(slot, below);
+    }
+
+    fn remove(&mut self, slot: usize) {
+        self.index.remove(self.hashes[slot], slot);
+        self.rearm.remove(slot);
+        self.free.push(slot as u32);
+    }
+
+    /// Keys currently held as disarmed (for `by_flow = false`, 1 while disarmed). Some may
+    /// have re-armed since they were last seen.
+    pub fn triggered(&self) -> usize {
+        if self.cfg.by_flow {
+            self.rearm.len()
+        } else {
+            usize::from(self.global_below_at.is_some())
+        }
+    }
+
+    /// Bytes held; fixed at construction.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.keys.capacity() * std::mem::size_of::<FlowKey>()
+            + self.hashes.capacity() * 8
+            + self.below_at.capacity() * 8
+            + self.free.capacity() * 4
+            + self.rearm.memory_bytes()
+            + self.index.memory_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+    const MS: u64 = 1_000_000;
+
+    fn key(n: u32) -> FlowKey {
+        FlowKey::from_bytes(&n.to_be_bytes()).unwrap()
+    }
+
+    fn cfg(by_flow: bool, capacity: usize) -> ThresholdConfig {
+        ThresholdConfig {
+            value: 100.0,
+            by_flow,
+            timeout_ns: 2 * SEC,
+            capacity,
+        }
+    }
+
+    fn check(s: &mut ThresholdState, n: u32, rate: f64, now: u64) -> Option<Crossing> {
+        let k = key(n);
+        s.check(&k, k.hash64(), rate, now)
+    }
+
+    #[test]
+    fn fires_once_on_crossing_and_not_while_above() {
+        let mut s = ThresholdState::new(cfg(true, 16), 1.0);
+        assert_eq!(check(&mut s, 1, 50.0, SEC), None);
+        assert_eq!(s.triggered(), 0);
+        let c = check(&mut s, 1, 150.0, SEC + MS).unwrap();
+        assert_eq!(
+            c,
+            Crossing {
+                key: key(1),
+                value: 150.0,
+                now_ns: SEC + MS
+            }
+        );
+        assert_eq!(s.triggered(), 1);
+        for i in 2..1000 {
+            assert_eq!(check(&mut s, 1, 150.0 + i as f64, SEC + i * MS), None);
+        }
+        // Another key is independent.
+        assert!(check(&mut s, 2, 101.0, 2 * SEC).is_some());
+        assert_eq!(s.triggered(), 2);
+    }
+
+    /// Rate 2·value at t0, then silence: it falls to value at t0 + τ·ln 2, so it re-arms at
+    /// t0 + τ·ln 2 + timeout and not a moment earlier.
+    #[test]
+    fn rearms_only_after_timeout_below_computed_from_decay() {
+        let tau = 1.0;
+        let t0 = 10 * SEC;
+        let cross = t0 + (tau * 1e9 * 2f64.ln()) as u64;
+        let rearm = cross + 2 * SEC;
+        for (probe, fires) in [(rearm - MS, false), (rearm + MS, true)] {
+            let mut s = ThresholdState::new(cfg(true, 16), tau);
+            assert!(check(&mut s, 1, 200.0, t0).is_some());
+            // A new burst at `probe` lifts the rate above value again.
+            let got = check(&mut s, 1, 300.0, probe);
+            assert_eq!(got.is_some(), fires, "probe at {probe}");
+        }
+        // Seen below after the timeout: the entry is dropped (re-armed, untracked).
+        let mut s = ThresholdState::new(cfg(true, 16), tau);
+        assert!(check(&mut s, 1, 200.0, t0).is_some());
+        assert_eq!(check(&mut s, 1, 1.0, rearm + MS), None);
+        assert_eq!(s.triggered(), 0);
+        assert!(check(&mut s, 1, 101.0, rearm + 2 * MS).is_some());
+    }
+
+    #[test]
+    fn staying_above_keeps_pushing_rearm_out() {
+        let mut s = ThresholdState::new(cfg(true, 4), 1.0);
+        assert!(check(&mut s, 1, 200.0, 0).is_some());
+        // Above every second for a minute: never fires again.
+        for i in 1..60 {
+            assert_eq!(check(&mut s, 1, 200.0, i * SEC), None);
+        }
+        // Projected below from 59 + ln 2 s; seen below at 60 s, above again at 61 s (before
+        // the timeout): no event.
+        assert_eq!(check(&mut s, 1, 90.0, 60 * SEC), None);
+        assert_eq!(check(&mut s, 1, 150.0, 61 * SEC), None);
+        // 150 at 61 s is below from 61 + ln 1.5 ≈ 61.41 s and re-arms at ≈ 63.41 s.
+        assert_eq!(check(&mut s, 1, 101.0, 63 * SEC), None);
+        // 101 at 63 s is below from 63 + ln 1.01 ≈ 63.01 s: re-arms at ≈ 65.01 s.
+        assert_eq!(check(&mut s, 1, 80.0, 64 * SEC), None);
+        assert!(check(&mut s, 1, 150.0, 65 * SEC + 100 * MS).is_some());
+    }
+
+    #[test]
+    fn zero_timeout_rearms_as_soon_as_below() {
+        let mut c = cfg(true, 4);
+        c.timeout_ns = 0;
+        let mut s = ThresholdState::new(c, 1.0);
+        assert!(check(&mut s, 1, 200.0, 0).is_some());
+        // Still above at 0.5 s (200 e^-0.5 = 121): no event.
+        assert_eq!(check(&mut s, 1, 130.0, SEC / 2), None);
+        // 130 at 0.5 s falls to 100 at 0.5 + ln 1.3 ≈ 0.762 s.
+        assert!(check(&mut s, 1, 130.0, SEC).is_some());
+    }
+
+    #[test]
+    fn global_threshold_fires_once_for_all_keys() {
+        let mut s = ThresholdState::new(cfg(false, 16), 1.0);
+        assert!(check(&mut s, 1, 200.0, 0).is_some());
+        assert_eq!(s.triggered(), 1);
+        // Other keys above: no more events.
+        assert_eq!(check(&mut s, 2, 400.0, SEC), None);
+        assert_eq!(check(&mut s, 3, 150.0, SEC), None);
+        // Key 1 falls below at ln 2 s, but key 2 (400 at 1 s) only at 1 + ln 4 ≈ 2.386 s;
+        // re-arm at ≈ 4.386 s.
+        assert_eq!(check(&mut s, 1, 300.0, 4 * SEC), None);
+        // Key 1 at 300 pushes it to 4 + ln 3 ≈ 5.099 s, re-arm ≈ 7.099 s.
+        assert_eq!(check(&mut s, 4, 50.0, 7 * SEC), None);
+        let c = check(&mut s, 5, 120.0, 7 * SEC + 200 * MS).unwrap();
+        assert_eq!(c.key, key(5));
+        // Seen below after re-arm: armed, nothing held.
+        assert_eq!(check(&mut s, 5, 1.0, 20 * SEC), None);
+        assert_eq!(s.triggered(), 0);
+    }
+
+    #[test]
+    fn full_table_evicts_soonest_to_rearm_never_misses() {
+        let mut s = ThresholdState::new(cfg(true, 2), 1.0);
+        assert_eq!(s.config().capacity, 2);
+        // Key 1: 1000 at 0 → below at ln 10 ≈ 2.30 s, re-arm ≈ 4.30 s.
+        assert!(check(&mut s, 1, 1000.0, 0).is_some());
+        // Key 2: 110 at 0 → below at ≈ 0.095 s, re-arm ≈ 2.095 s.
+        assert!(check(&mut s, 2, 110.0, 0).is_some());
+        // Key 3 fires while full at 1 s: key 2 (soonest re-arm) is evicted.
+        assert!(check(&mut s, 3, 500.0, SEC).is_some());
+        assert_eq!(s.triggered(), 2);
+        // Key 1 is still held and disarmed.
+        assert_eq!(check(&mut s, 1, 1000.0, SEC + MS), None);
+        // Key 2 was evicted early: a duplicate event (it had not re-armed yet).
+        assert!(check(&mut s, 2, 120.0, SEC + 2 * MS).is_some());
+        // Key 3 was evicted by key 2 (key 3 re-arms at 1 + ln 5 + 2 ≈ 4.6 s, key 1 later).
+        assert!(check(&mut s, 3, 500.0, SEC + 3 * MS).is_some());
+        assert_eq!(s.triggered(), 2);
+    }
+
+    #[test]
+    fn table_memory_is_fixed_under_a_flood() {
+        let mut s = ThresholdState::new(cfg(true, 64), 1.0);
+        let bytes = s.memory_bytes();
+        let mut fired = 0;
+        for i in 0..100_000u32 {
+            if check(&mut s, i, 1000.0, u64::from(i) * MS).is_some() {
+                fired += 1;
+            }
+        }
+        assert_eq!(fired, 100_000, "every new key fires");
+        assert_eq!(s.triggered(), 64);
+        assert_eq!(s.memory_bytes(), bytes);
+    }
+
+    #[test]
+    fn odd_rates_and_thresholds_never_panic() {
+        let mut c = cfg(true, 0);
+        c.value = 0.0;
+        let mut s = ThresholdState::new(c, f64::NAN);
+        assert_eq!(s.config().capacity, 1);
+        assert!(check(&mut s, 1, 1.0, u64::MAX).is_some());
+        assert_eq!(check(&mut s, 1, f64::INFINITY, u64::MAX), None);
+        assert_eq!(check(&mut s, 2, f64::NAN, 0), None);
+        let mut c = cfg(false, 1);
+        c.timeout_ns = u64::MAX;
+        let mut s = ThresholdState::new(c, 1.0);
+        assert!(check(&mut s, 1, f64::INFINITY, 5).is_some());
+        assert_eq!(check(&mut s, 1, 1.0, u64::MAX), None);
+    }
+}
