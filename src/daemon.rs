@@ -63,9 +63,7 @@ impl EventLog {
         EventLog {
             recent: VecDeque::with_capacity(EVENT_HISTORY),
             total: 0,
-            // 1 ns .. 60 s at 3 significant digits; the bounds are constants, so this holds.
-            latency: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000_000, 3)
-                .unwrap_or_else(|_| hdrhistogram::Histogram::new(3).unwrap_or_default()),
+            latency: latency_histogram(),
         }
     }
 
@@ -77,6 +75,14 @@ impl EventLog {
         }
         self.recent.push_back(record);
     }
+}
+
+/// A histogram of nanosecond latencies that grows as needed (no bounds to get wrong).
+pub fn latency_histogram() -> hdrhistogram::Histogram<u64> {
+    let mut h = hdrhistogram::Histogram::new(3)
+        .unwrap_or_else(|_| unreachable!("3 significant figures is within hdrhistogram's range"));
+    h.auto(true);
+    h
 }
 
 /// Names needed to print events and flows.
@@ -184,7 +190,12 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
     drop(report_tx);
 
     let log = Arc::new(Mutex::new(EventLog::new()));
-    threads.push(spawn_event_thread(event_rx, log.clone(), names.clone(), stop.clone())?);
+    threads.push(spawn_event_thread(
+        event_rx,
+        log.clone(),
+        names.clone(),
+        stop.clone(),
+    )?);
 
     let handler = ControlHandler {
         names,
@@ -345,10 +356,7 @@ impl ControlHandler {
     fn flows_json(&self, name: &str, max: usize) -> Reply {
         let Some(fi) = self.names.defs.iter().position(|d| d.name == name) else {
             let known: Vec<&str> = self.names.defs.iter().map(|d| d.name.as_str()).collect();
-            return Reply::error(format!(
-                "no flow `{name}` (defined: {})",
-                known.join(", ")
-            ));
+            return Reply::error(format!("no flow `{name}` (defined: {})", known.join(", ")));
         };
         let def = &self.names.defs[fi];
         let now = crate::io::now_ns();
@@ -440,6 +448,9 @@ mod tests {
     fn unix_ms_formats_as_utc() {
         assert_eq!(format_unix_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(format_unix_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(format_unix_ms(1_795_000_000_000), "2026-11-18T07:06:40.000Z");
+        assert_eq!(
+            format_unix_ms(1_795_000_000_000),
+            "2026-11-18T07:06:40.000Z"
+        );
     }
 }

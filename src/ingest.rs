@@ -164,6 +164,7 @@ impl AgentTable {
         let Some(i) = self.slot_of(&agent) else {
             return SequenceCheck::Untracked;
         };
+        let full = self.len * 2 >= self.slots.len();
         match &mut self.slots[i] {
             Some(e) => {
                 e.datagrams += 1;
@@ -184,7 +185,7 @@ impl AgentTable {
             }
             empty => {
                 // Keep half the slots free so probes stay short.
-                if self.len * 2 >= self.slots.len() {
+                if full {
                     return SequenceCheck::Untracked;
                 }
                 *empty = Some(AgentEntry {
@@ -292,17 +293,15 @@ impl IngestCore {
                     let mut frame_length = 0;
                     for record in fs.records() {
                         match record? {
-                            FlowRecord::SampledHeader(h) => {
-                                if keys.is_none() {
-                                    keys = Some(parse_sampled_header(h.protocol, h.header));
-                                    frame_length = h.frame_length;
-                                }
+                            FlowRecord::SampledHeader(h) if keys.is_none() => {
+                                keys = Some(parse_sampled_header(h.protocol, h.header));
+                                frame_length = h.frame_length;
                             }
-                            FlowRecord::SampledIpv4(ip) | FlowRecord::SampledIpv6(ip) => {
-                                if keys.is_none() {
-                                    keys = Some(keys_from_sampled_ip(&ip));
-                                    frame_length = ip.length;
-                                }
+                            FlowRecord::SampledIpv4(ip) | FlowRecord::SampledIpv6(ip)
+                                if keys.is_none() =>
+                            {
+                                keys = Some(keys_from_sampled_ip(&ip));
+                                frame_length = ip.length;
                             }
                             _ => {}
                         }
@@ -473,5 +472,112 @@ pub fn run_worker(shell: WorkerShell, mut core: IngestCore) {
             };
             let _ = shell.reports.try_send(report);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::sflow::{AgentId, DataSource, Interface};
+    use std::net::Ipv4Addr;
+
+    fn agent(last: u8) -> AgentId {
+        AgentId {
+            address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)),
+            sub_agent: 0,
+        }
+    }
+
+    #[test]
+    fn agent_sequences_report_gaps_and_restarts() {
+        let mut t = AgentTable::new(16);
+        assert_eq!(t.record(agent(1), 10, 0), SequenceCheck::First);
+        assert_eq!(t.record(agent(1), 11, 1), SequenceCheck::InOrder);
+        assert_eq!(t.record(agent(1), 15, 2), SequenceCheck::Gap(3));
+        assert_eq!(t.record(agent(1), 1, 3), SequenceCheck::Restart);
+        assert_eq!(t.record(agent(2), 7, 3), SequenceCheck::First);
+        let e = t.entries().find(|e| e.agent == agent(1)).unwrap();
+        assert_eq!((e.datagrams, e.lost, e.restarts), (4, 3, 1));
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn agent_table_is_bounded() {
+        let mut t = AgentTable::new(16);
+        let mut untracked = 0;
+        for i in 0..=255u8 {
+            if t.record(agent(i), 0, 0) == SequenceCheck::Untracked {
+                untracked += 1;
+            }
+        }
+        assert_eq!(t.len(), 16);
+        assert_eq!(untracked, 256 - 16);
+        // Known agents are still tracked when the table is full.
+        assert_eq!(t.record(agent(0), 1, 1), SequenceCheck::InOrder);
+    }
+
+    fn capture() -> Vec<Vec<u8>> {
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/ovs-sflow.pcapng"
+        ))
+        .unwrap();
+        let mut reader = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).unwrap();
+        let mut out = Vec::new();
+        while let Some(Ok(block)) = reader.next_block() {
+            if let pcap_file::pcapng::Block::EnhancedPacket(p) = block {
+                // Ethernet (14) + IPv4 without options (20) + UDP (8).
+                out.push(p.data[42..].to_vec());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_ovs_capture_drives_the_default_flow_to_detection() {
+        let config = Config::embedded().unwrap();
+        let mut core = IngestCore::new(FlowEngine::new(&config).unwrap(), 64);
+        let mut detections = Vec::new();
+        // Replay at 1 ms per datagram: the floods far exceed 100 frames/s.
+        for (i, dg) in capture().iter().enumerate() {
+            core.datagram(dg, i as u64 * 1_000_000, &mut |d| detections.push(d))
+                .unwrap();
+        }
+        let stats = WorkerStats::default();
+        core.end_batch(&stats);
+        assert_eq!(stats.datagrams.load(Ordering::Relaxed), 335);
+        assert_eq!(stats.flow_samples.load(Ordering::Relaxed), 2241);
+        assert_eq!(stats.counter_samples.load(Ordering::Relaxed), 12);
+        let defs = crate::flow::engine::flow_defs(&config).unwrap();
+        let keys: Vec<String> = detections
+            .iter()
+            .map(|d| defs[0].format_key(&d.detection.key))
+            .collect();
+        assert!(keys.contains(&"10.0.0.1".to_owned()), "{keys:?}");
+        assert!(detections
+            .iter()
+            .all(|d| d.agent == IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        let top = core.engine().snapshot(335_000_000);
+        assert!(!top[0].top.is_empty());
+    }
+
+    #[test]
+    fn sampled_ipv4_records_give_keys() {
+        let ip = SampledIp {
+            length: 84,
+            protocol: 1,
+            src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+            src_port: 8,
+            dst_port: 0,
+            tcp_flags: 0,
+            tos: 0,
+        };
+        let k = keys_from_sampled_ip(&ip);
+        assert_eq!(k.icmp_type, Some(8));
+        assert_eq!(k.ip_proto, Some(1));
+        assert_eq!(k.src_port, None);
+        let _ = (DataSource::default(), Interface::Unknown);
     }
 }

@@ -22,7 +22,13 @@ impl Handler for Echo {
     }
 }
 
-fn start(dir: &tempfile::TempDir) -> (std::path::PathBuf, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+fn start(
+    dir: &tempfile::TempDir,
+) -> (
+    std::path::PathBuf,
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<()>,
+) {
     let path = dir.path().join("ctl.sock");
     let server = Server::bind(&path, None).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -68,7 +74,9 @@ fn a_flooding_or_silent_client_does_not_block_others() {
     let _silent = std::os::unix::net::UnixStream::connect(&path).unwrap();
     // A client that sends an endless line: it gets an error and is dropped.
     let mut flood = std::os::unix::net::UnixStream::connect(&path).unwrap();
-    flood.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    flood
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let junk = vec![b'x'; MAX_LINE + 10];
     let _ = flood.write_all(&junk);
     let mut answer = String::new();

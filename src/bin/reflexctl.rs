@@ -10,7 +10,11 @@ use reflex::control::protocol::Request;
 use serde_json::Value;
 
 #[derive(Parser)]
-#[command(name = "reflexctl", version, about = "Query and steer a running reflexd")]
+#[command(
+    name = "reflexctl",
+    version,
+    about = "Query and steer a running reflexd"
+)]
 struct Cli {
     /// reflexd's control socket.
     #[arg(long, short = 's', global = true, default_value = reflex::config::DEFAULT_SOCKET, env = "REFLEX_SOCKET")]

@@ -179,10 +179,16 @@ impl Config {
                 return Err(format!("flow `{}` is defined twice", f.name));
             }
             if !(f.t.is_finite() && f.t > 0.0) {
-                return Err(format!("flow `{}`: t must be a positive number of seconds", f.name));
+                return Err(format!(
+                    "flow `{}`: t must be a positive number of seconds",
+                    f.name
+                ));
             }
             if !(16..=1 << 24).contains(&f.sketch_width) {
-                return Err(format!("flow `{}`: sketch_width must be 16..=16777216", f.name));
+                return Err(format!(
+                    "flow `{}`: sketch_width must be 16..=16777216",
+                    f.name
+                ));
             }
             if !(1..=16).contains(&f.sketch_depth) {
                 return Err(format!("flow `{}`: sketch_depth must be 1..=16", f.name));
@@ -206,10 +212,16 @@ impl Config {
                 return Err(format!("threshold `{}`: value must be positive", t.name));
             }
             if !(t.timeout.is_finite() && t.timeout >= 0.0) {
-                return Err(format!("threshold `{}`: timeout must be >= 0 seconds", t.name));
+                return Err(format!(
+                    "threshold `{}`: timeout must be >= 0 seconds",
+                    t.name
+                ));
             }
             if !(1..=1 << 20).contains(&t.capacity) {
-                return Err(format!("threshold `{}`: capacity must be 1..=1048576", t.name));
+                return Err(format!(
+                    "threshold `{}`: capacity must be 1..=1048576",
+                    t.name
+                ));
             }
         }
         if !(1..=1024).contains(&self.sflow.batch) {

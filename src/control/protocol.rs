@@ -184,8 +184,14 @@ mod tests {
         lb.extend(b"{\"cmd\":\"st");
         assert_eq!(lb.next_line(), Line::Incomplete);
         lb.extend(b"ats\"}\r\n{\"cmd\":\"ping\"}\n");
-        assert_eq!(lb.next_line(), Line::Complete(br#"{"cmd":"stats"}"#.to_vec()));
-        assert_eq!(lb.next_line(), Line::Complete(br#"{"cmd":"ping"}"#.to_vec()));
+        assert_eq!(
+            lb.next_line(),
+            Line::Complete(br#"{"cmd":"stats"}"#.to_vec())
+        );
+        assert_eq!(
+            lb.next_line(),
+            Line::Complete(br#"{"cmd":"ping"}"#.to_vec())
+        );
         assert_eq!(lb.next_line(), Line::Incomplete);
         lb.extend(&vec![b'x'; MAX_LINE + 1]);
         assert_eq!(lb.next_line(), Line::TooLong);

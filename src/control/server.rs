@@ -83,7 +83,8 @@ impl Server {
         let mode = if group.is_some() { 0o660 } else { 0o600 };
         let prepared = (|| {
             if let Some(g) = group {
-                let gid = crate::io::group_id(g).ok_or_else(|| ServerError::NoSuchGroup(g.to_owned()))?;
+                let gid =
+                    crate::io::group_id(g).ok_or_else(|| ServerError::NoSuchGroup(g.to_owned()))?;
                 std::os::unix::fs::chown(&tmp, None, Some(gid)).map_err(io_err)?;
             }
             std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
@@ -149,7 +150,8 @@ impl Server {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
                     if self.clients.len() >= MAX_CLIENTS {
-                        let _ = stream.write_all(&Reply::error("too many control clients").to_line());
+                        let _ =
+                            stream.write_all(&Reply::error("too many control clients").to_line());
                         continue;
                     }
                     let token = Token(self.next_token);

@@ -94,7 +94,7 @@ impl FlowEngine {
             flows.push(FlowState {
                 def,
                 sketch,
-                top: TopK::new(fc.top),
+                top: TopK::new(fc.top, fc.t),
                 thresholds: Vec::new(),
             });
         }
@@ -167,8 +167,18 @@ impl FlowEngine {
             .map(|f| f.sketch.rate(key.hash64(), now_ns))
     }
 
-    /// Bytes of sketch memory held (fixed at construction).
+    /// Bytes of sketch, top-k and threshold memory held (fixed at construction).
     pub fn memory_bytes(&self) -> usize {
-        self.flows.iter().map(|f| f.sketch.memory_bytes()).sum()
+        self.flows
+            .iter()
+            .map(|f| {
+                f.sketch.memory_bytes()
+                    + f.top.memory_bytes()
+                    + f.thresholds
+                        .iter()
+                        .map(|(_, t)| t.memory_bytes())
+                        .sum::<usize>()
+            })
+            .sum()
     }
 }

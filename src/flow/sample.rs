@@ -62,22 +62,21 @@ pub struct Sample {
 impl Sample {
     /// Direction of the sample relative to its data source.
     ///
-    /// Only ifIndex data sources (`source.kind == 0`) have a direction; for them, in order:
-    /// 1. input is `Ifindex(source.index)` → `Ingress`;
-    /// 2. output is `Ifindex(source.index)` → `Egress`;
+    /// In order:
+    /// 1. an ifIndex data source (`source.kind == 0`) equal to the input → `Ingress`;
+    /// 2. an ifIndex data source equal to the output → `Egress`;
     /// 3. input is any known `Ifindex` → `Ingress`. Agents that sample on ingress but report
-    ///    another index as the source (Open vSwitch may use a bridge-level index) are thus
-    ///    still counted as ingress, as sFlow-RT counts them;
+    ///    another source (Open vSwitch 3.1 reports entity data source 2:1000 for the
+    ///    bridge, with the real input and output ports) are thus counted as ingress, as
+    ///    sFlow-RT counts them;
     /// 4. otherwise `Unknown`.
     #[inline]
     pub fn direction(&self) -> Direction {
-        if self.source.kind != 0 {
-            return Direction::Unknown;
-        }
         let here = Interface::Ifindex(self.source.index);
-        if self.input == here {
+        let by_interface = self.source.kind == 0;
+        if by_interface && self.input == here {
             Direction::Ingress
-        } else if self.output == here {
+        } else if by_interface && self.output == here {
             Direction::Egress
         } else if matches!(self.input, Interface::Ifindex(_)) {
             Direction::Ingress
@@ -153,9 +152,14 @@ mod tests {
             with(ds(2), Interface::Unknown, IF(2)).direction(),
             Direction::Egress
         );
-        // Non-ifIndex data sources (VLAN, entity) carry no direction.
-        let vlan = DataSource { kind: 1, index: 1 };
-        assert_eq!(with(vlan, IF(1), IF(2)).direction(), Direction::Unknown);
+        // Non-ifIndex data sources (OVS's bridge entity 2:1000): the input decides, and an
+        // index that equals the output port is not taken for an interface.
+        let entity = DataSource { kind: 2, index: 8 };
+        assert_eq!(with(entity, IF(7), IF(8)).direction(), Direction::Ingress);
+        assert_eq!(
+            with(entity, Interface::Unknown, IF(8)).direction(),
+            Direction::Unknown
+        );
     }
 
     #[test]

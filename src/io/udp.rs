@@ -78,7 +78,12 @@ mod tests {
 
     #[test]
     fn two_workers_share_one_port_and_receive() {
-        let first = bind_ingest("127.0.0.1:0".parse().unwrap(), 1 << 20, Duration::from_millis(200)).unwrap();
+        let first = bind_ingest(
+            "127.0.0.1:0".parse().unwrap(),
+            1 << 20,
+            Duration::from_millis(200),
+        )
+        .unwrap();
         let addr = first.local_addr().unwrap();
         let second = bind_ingest(addr, 1 << 20, Duration::from_millis(200)).unwrap();
         assert_eq!(second.local_addr().unwrap(), addr);
@@ -88,7 +93,10 @@ mod tests {
         tx.send_to(b"hello", addr).unwrap();
         let mut buf = [0u8; 16];
         // One of the two sockets gets it; the other times out.
-        let got = first.recv(&mut buf).or_else(|_| second.recv(&mut buf)).unwrap();
+        let got = first
+            .recv(&mut buf)
+            .or_else(|_| second.recv(&mut buf))
+            .unwrap();
         assert_eq!(&buf[..got], b"hello");
     }
 

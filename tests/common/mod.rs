@@ -1,0 +1,213 @@
+//! Helpers shared by integration tests: capture replay, a reflexd child process, reflexctl.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// UDP payloads of every IPv4/UDP packet to `port` in an Ethernet pcapng file.
+pub fn udp_payloads(file: &str, port: u16) -> Vec<Vec<u8>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(file);
+    let f = std::fs::File::open(&path).expect("fixture");
+    let mut reader = pcap_file::pcapng::PcapNgReader::new(f).expect("pcapng");
+    let mut out = Vec::new();
+    while let Some(block) = reader.next_block() {
+        let block = block.expect("block");
+        let data = match block {
+            pcap_file::pcapng::Block::EnhancedPacket(p) => p.data.into_owned(),
+            pcap_file::pcapng::Block::SimplePacket(p) => p.data.into_owned(),
+            _ => continue,
+        };
+        if data.len() < 14 + 20 + 8 || data[12..14] != [0x08, 0x00] {
+            continue;
+        }
+        let ip = &data[14..];
+        let ihl = (ip[0] & 0x0f) as usize * 4;
+        if ip[9] != 17 || ip.len() < ihl + 8 {
+            continue;
+        }
+        let udp = &ip[ihl..];
+        let dport = u16::from_be_bytes([udp[2], udp[3]]);
+        let len = u16::from_be_bytes([udp[4], udp[5]]) as usize;
+        if dport == port && len >= 8 && len <= udp.len() {
+            out.push(udp[8..len].to_vec());
+        }
+    }
+    out
+}
+
+/// The sFlow datagrams of the Open vSwitch capture.
+pub fn ovs_sflow_datagrams() -> Vec<Vec<u8>> {
+    udp_payloads("ovs-sflow.pcapng", 6343)
+}
+
+/// A free UDP port on 127.0.0.1 (bound and released; good enough for tests).
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A reflexd child process, killed when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub socket: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts reflexd with `config` (TOML text) plus `args`, and waits until it answers.
+    pub fn start(config: &str, args: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Daemon::start_in(dir, config, args)
+    }
+
+    /// Like `start`, in an existing directory (to restart over the same state).
+    pub fn start_in(dir: tempfile::TempDir, config: &str, args: &[&str]) -> Daemon {
+        let cfg = dir.path().join("reflex.toml");
+        std::fs::write(&cfg, config).expect("write config");
+        let socket = dir.path().join("ctl.sock");
+        let log = dir.path().join("reflexd.log");
+        let logfile = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_reflexd"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--control")
+            .arg(&socket)
+            .args(args)
+            .env("REFLEX_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(logfile)
+            .spawn()
+            .expect("spawn reflexd");
+        let mut d = Daemon {
+            child,
+            socket,
+            dir,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if d.ctl(&["ping"]).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = d.child.try_wait() {
+                panic!("reflexd exited early ({status}): {}", d.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "reflexd did not start: {}",
+                d.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    /// Runs reflexctl against this daemon; Ok(stdout) on success, Err(stderr) otherwise.
+    pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(env!("CARGO_BIN_EXE_reflexctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// reflexctl --json ARGS, parsed.
+    pub fn ctl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let text = self
+            .ctl(&all)
+            .unwrap_or_else(|e| panic!("reflexctl {args:?}: {e}"));
+        serde_json::from_str(&text).expect("json")
+    }
+
+    /// Polls `f` every 20 ms until it returns Some, or panics after `timeout`.
+    pub fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut f: impl FnMut() -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; reflexd log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What the daemon logged so far.
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns the exit status code.
+    pub fn terminate(mut self) -> (Option<i32>, tempfile::TempDir) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc_kill(self.child.id() as i32, 15);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let code = loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                break status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "reflexd ignored SIGTERM: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        (code, dir)
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
