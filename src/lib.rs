@@ -10,5 +10,6 @@ pub mod daemon;
 pub mod flow;
 pub mod ingest;
 pub mod io;
+pub mod journal;
 pub mod packet;
 pub mod sflow;
