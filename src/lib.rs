@@ -11,4 +11,5 @@ pub mod flow;
 pub mod ingest;
 pub mod io;
 pub mod packet;
+pub mod policy;
 pub mod sflow;
