@@ -7,12 +7,18 @@
 //! compiler is tested against it.
 
 pub mod ast;
+pub mod classifier;
+pub mod compile;
 pub mod eval;
 pub mod field;
 pub mod fsm;
 pub mod parse;
 
 pub use ast::{ModuleId, Policy, Pred};
+pub use classifier::{Classifier, Mods, Pattern};
+pub use compile::{
+    diff, run_pipeline, Action, CompileError, Compiler, Delta, Rule, RuleActions, RuleKey,
+};
 pub use eval::eval;
 pub use field::{Field, Match, Out, Packet};
 pub use fsm::{Change, Event, FsmError, FsmTable, KeyKind, ModuleDef, StateId};
