@@ -427,7 +427,15 @@ impl Compiler {
         }
         let meter = outs[0].meter;
         if outs.iter().all(|m| m.meter == meter) {
-            outs.sort_by_key(|m| m.sets.len());
+            // Changes to fields the pattern pins can be undone, so those copies go first.
+            outs.sort_by_key(|m| {
+                let unpinned = m
+                    .sets
+                    .iter()
+                    .filter(|(f, _)| pattern.get(*f).is_none_or(|x| x.mask != f.full_mask()))
+                    .count();
+                (unpinned, m.sets.len())
+            });
             if let Some(mut seq) = linear(pattern, &outs) {
                 if let Some(r) = meter {
                     seq.insert(0, Action::Meter(self.meter_id(r)));
@@ -552,7 +560,7 @@ fn flatten<'a>(p: &'a Policy, out: &mut Vec<&'a Policy>) {
     }
 }
 
-/// One action list emitting every packet of `outs` (sorted by number of fields set), if the
+/// One action list emitting every packet of `outs` in order, if the
 /// fields an earlier copy changed can be put back — i.e. the pattern pins their values.
 fn linear(pattern: &Pattern, outs: &[&Mods]) -> Option<RuleActions> {
     let mut acts = Vec::new();
@@ -778,6 +786,31 @@ mod tests {
                 Action::Output(Out::Port(2))
             ]
         );
+    }
+
+    #[test]
+    fn fields_pinned_by_the_pattern_are_restored_between_copies() {
+        let t = fsm();
+        let main = parse_policy(
+            "filter(match(tcp_dst=22)) >> (modify(tcp_dst=80) >> fwd(1) + modify(vlan=1) >> fwd(2))",
+            &|_| None,
+        )
+        .unwrap();
+        let c = Compiler::new(&main, &t).unwrap();
+        let rules = c.rules();
+        let pinned = rules.iter().find(|r| !r.actions.is_empty()).unwrap();
+        assert!(
+            pinned.actions.contains(&Action::Set(Field::TcpDst, 22))
+                || pinned.actions.contains(&Action::Set(Field::VlanVid, 0)),
+            "{pinned:?}"
+        );
+        assert!(!matches!(pinned.actions[0], Action::Group(_)));
+        let p = Packet::new(1)
+            .with(Field::TcpDst, 22)
+            .with(Field::VlanVid, 7);
+        let want: BTreeSet<Packet> = eval(&main, t.modules(), &|_, _| 0, &p);
+        assert_eq!(run_pipeline(&rules, &|_| None, &p), want);
+        assert_eq!(want.len(), 2);
     }
 
     #[test]
