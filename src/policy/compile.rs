@@ -270,16 +270,18 @@ impl Compiler {
         let mut rest = Vec::new();
         let mut leading = true;
         for e in chain {
-            let filter_like = match e {
-                Policy::Module(m) => self.mods[*m].per_state.iter().all(|c| c.is_filter_like()),
-                _ => {
-                    let mut has_module = false;
-                    e.for_each_module(&mut |_| has_module = true);
-                    !has_module
-                        && of_policy(e, &mut |_| Classifier::constant(Vec::new())).is_filter_like()
-                }
-            };
-            leading &= filter_like;
+            let filter_like = leading
+                && match e {
+                    Policy::Module(m) => self.mods[*m].per_state.iter().all(|c| c.is_filter_like()),
+                    _ => {
+                        let mut has_module = false;
+                        e.for_each_module(&mut |_| has_module = true);
+                        !has_module
+                            && of_policy(e, &mut |_| Classifier::constant(Vec::new()))
+                                .is_filter_like()
+                    }
+                };
+            leading = filter_like;
             match e {
                 Policy::Module(m) if leading => split.push(*m),
                 _ => rest.push(e.clone()),
