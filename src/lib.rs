@@ -12,4 +12,5 @@ pub mod ingest;
 pub mod io;
 pub mod journal;
 pub mod packet;
+pub mod policy;
 pub mod sflow;
