@@ -10,5 +10,6 @@ pub mod daemon;
 pub mod flow;
 pub mod ingest;
 pub mod io;
+pub mod openflow;
 pub mod packet;
 pub mod sflow;
