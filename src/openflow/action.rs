@@ -467,7 +467,7 @@ mod tests {
         // set_field with an extra 8 bytes after the OXM
         assert_eq!(
             parse_actions(&[
-                0, 25, 0, 24, 0x80, 0, 0x0a, 1, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+                0, 25, 0, 24, 0x80, 0, 0x14, 1, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
             ]),
             Err(CodecError::BadAction)
         );

@@ -802,7 +802,7 @@ mod tests {
         // metadata (field 2) and an experimenter-class field
         let bytes = [
             0x00, 0x01, 0x00, 0x1c, 0x80, 0x00, 0x04, 0x08, 1, 2, 3, 4, 5, 6, 7, 8, 0xff, 0xff,
-            0x00, 0x04, 0, 0, 0x23, 0x20, 0xaa, 0xbb, 0xcc, 0xdd, 0, 0, 0, 0,
+            0x00, 0x08, 0, 0, 0x23, 0x20, 0xaa, 0xbb, 0xcc, 0xdd, 0, 0, 0, 0,
         ];
         let m = parse(&bytes).unwrap();
         assert!(matches!(
@@ -839,7 +839,7 @@ mod tests {
         );
         // masked eth_type (not maskable)
         assert_eq!(
-            parse(&[0, 1, 0, 12, 0x80, 0, 0x0b, 4, 8, 0, 0xff, 0xff]),
+            parse(&[0, 1, 0, 12, 0x80, 0, 0x0b, 4, 8, 0, 0xff, 0xff, 0, 0, 0, 0]),
             Err(CodecError::BadOxm)
         );
         // OXM overruns the match

@@ -117,13 +117,24 @@ pub(crate) fn len16(n: usize) -> u16 {
 /// Reads a NUL-terminated fixed-width string field.
 pub(crate) fn fixed_str(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(bytes.get(..end).unwrap_or(&[])).into_owned()
+    let b = bytes.get(..end).unwrap_or(&[]);
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        // one char per byte keeps the name within its field, so it re-emits unchanged
+        Err(_) => b
+            .iter()
+            .map(|&c| if c.is_ascii() { char::from(c) } else { '?' })
+            .collect(),
+    }
 }
 
 /// Writes a string into a fixed-width, zero-filled field (truncating if too long).
 pub(crate) fn put_fixed_str(out: &mut Vec<u8>, s: &str, width: usize) {
     let b = s.as_bytes();
-    let n = b.len().min(width);
+    let mut n = b.len().min(width);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
     out.extend_from_slice(b.get(..n).unwrap_or(&[]));
     out.put_zeros(width - n);
 }
@@ -154,5 +165,9 @@ mod tests {
         assert_eq!(fixed_str(&v), "eth0");
         assert_eq!(fixed_str(b"abcd"), "abcd");
         assert_eq!(len16(70000), u16::MAX);
+        assert_eq!(fixed_str(&[b'a', 0xff, b'b', 0]), "a?b");
+        let mut v = Vec::new();
+        put_fixed_str(&mut v, "aé", 2);
+        assert_eq!(v, b"a\0");
     }
 }
