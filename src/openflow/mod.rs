@@ -19,6 +19,7 @@ mod errors;
 mod message;
 mod multipart;
 mod oxm;
+pub mod translate;
 mod wire;
 
 #[cfg(test)]
