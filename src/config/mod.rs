@@ -35,6 +35,124 @@ pub struct Config {
     pub flows: Vec<FlowConfig>,
     #[serde(default, rename = "threshold")]
     pub thresholds: Vec<ThresholdConfig>,
+    #[serde(default)]
+    pub openflow: OpenflowConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default, rename = "module")]
+    pub modules: Vec<ModuleConfig>,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    #[serde(default, rename = "reaction")]
+    pub reactions: Vec<ReactionConfig>,
+    #[serde(default, rename = "assertion")]
+    pub assertions: Vec<AssertionConfig>,
+}
+
+/// OpenFlow controller settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenflowConfig {
+    /// Where switches connect.
+    pub listen: SocketAddr,
+    /// Seconds of silence before we send an echo request.
+    pub echo_interval: f64,
+    /// Seconds without any message before a switch is declared dead.
+    pub echo_timeout: f64,
+}
+
+impl Default for OpenflowConfig {
+    fn default() -> Self {
+        OpenflowConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 6653)),
+            echo_interval: 5.0,
+            echo_timeout: 15.0,
+        }
+    }
+}
+
+/// Where state that survives restarts is kept.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Directory of the FSM journal.
+    pub dir: PathBuf,
+    /// Journal records after which the journal is compacted into a snapshot.
+    pub compact_after: usize,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: PathBuf::from("/tmp/reflexd-state"),
+            compact_after: 10_000,
+        }
+    }
+}
+
+/// A per-key state machine.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleConfig {
+    pub name: String,
+    /// What instances are keyed by: ipv4, ipv6, mac or port.
+    pub key: String,
+    /// The packet field the key selects (default: the source field of that kind).
+    #[serde(default)]
+    pub field: Option<String>,
+    pub initial: String,
+    /// Allowed transitions as [from, to] pairs; absent = any.
+    #[serde(default)]
+    pub transitions: Option<Vec<(String, String)>>,
+    /// State name → policy expression.
+    pub states: std::collections::BTreeMap<String, String>,
+}
+
+/// The composed policy.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// The top-level policy expression, e.g. `auth >> normal`.
+    pub main: String,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            main: "normal".into(),
+        }
+    }
+}
+
+/// What to do when a threshold fires.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReactionConfig {
+    pub threshold: String,
+    pub module: String,
+    pub state: String,
+    /// Seconds to hold the state, then return (`then`, or the previous state); absent = keep.
+    #[serde(default)]
+    pub hold: Option<f64>,
+    #[serde(default)]
+    pub then: Option<String>,
+    /// Keys (CIDR prefixes for address keys) never touched by this reaction.
+    #[serde(default)]
+    pub whitelist: Vec<String>,
+    /// Log what would be done, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// An invariant checked on the compiled tables.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionConfig {
+    pub name: String,
+    pub module: String,
+    pub state: String,
+    /// Whether packets of an instance in that state may be forwarded anywhere.
+    pub forwards: bool,
 }
 
 /// sFlow ingest settings.
@@ -223,6 +341,22 @@ impl Config {
                     t.name
                 ));
             }
+        }
+        for r in &self.reactions {
+            if !tnames.contains(r.threshold.as_str()) {
+                return Err(format!(
+                    "reaction on `{}`: no such threshold",
+                    r.threshold
+                ));
+            }
+            if let Some(h) = r.hold {
+                if !(h.is_finite() && h > 0.0) {
+                    return Err(format!("reaction on `{}`: hold must be positive", r.threshold));
+                }
+            }
+        }
+        if !(self.openflow.echo_interval > 0.0 && self.openflow.echo_timeout > self.openflow.echo_interval) {
+            return Err("openflow: need 0 < echo_interval < echo_timeout".into());
         }
         if !(1..=1024).contains(&self.sflow.batch) {
             return Err("sflow.batch must be 1..=1024".into());

@@ -9,6 +9,7 @@
 pub mod ast;
 pub mod classifier;
 pub mod compile;
+pub mod engine;
 pub mod eval;
 pub mod field;
 pub mod fsm;

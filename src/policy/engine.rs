@@ -1,0 +1,589 @@
+//! The policy engine as the policy thread runs it: FSM modules, the compiled pipeline,
+//! threshold reactions and assertions, built from the configuration. Sans-IO: every
+//! operation takes `now_ns` and returns the state change and the rule delta it caused.
+//!
+//! The policy thread is the single writer of this state; everything else reaches it through
+//! channels.
+
+use std::collections::BTreeSet;
+
+use crate::config::Config;
+
+use super::compile::{run_pipeline, Compiler, Delta, Rule};
+use super::field::{Field, Match, Packet};
+use super::fsm::{Change, Event, FsmError, FsmSnapshot, FsmTable, KeyKind, ModuleDef, StateId};
+use super::{parse_policy, ModuleId, Policy};
+
+/// Why a configuration's policy part cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyConfigError {
+    #[error("module `{module}`: {message}")]
+    Module { module: String, message: String },
+    #[error(transparent)]
+    Fsm(#[from] FsmError),
+    #[error("policy.main: {0}")]
+    Main(super::ParseError),
+    #[error("policy: {0}")]
+    Compile(#[from] super::CompileError),
+    #[error("reaction on `{threshold}`: {message}")]
+    Reaction { threshold: String, message: String },
+    #[error("assertion `{name}`: {message}")]
+    Assertion { name: String, message: String },
+}
+
+struct Reaction {
+    threshold: String,
+    module: ModuleId,
+    state: StateId,
+    hold_ns: Option<u64>,
+    then: Option<StateId>,
+    whitelist: Vec<Match>,
+    dry_run: bool,
+}
+
+struct Assertion {
+    name: String,
+    module: ModuleId,
+    state: StateId,
+    forwards: bool,
+}
+
+/// What a reaction did for one threshold event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReactionOutcome {
+    /// The instance changed state.
+    Applied(Change),
+    /// The instance already was in that state (its hold, if any, was renewed).
+    Unchanged,
+    /// The key is whitelisted: nothing done.
+    Whitelisted,
+    /// Dry run: what would have been done.
+    DryRun { module: String, key: String, state: String },
+    /// The key does not fit the module (e.g. an IPv6 source for an IPv4 module).
+    BadKey(String),
+}
+
+/// An assertion that does not hold, with a packet showing it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Violation {
+    pub assertion: String,
+    pub module: String,
+    pub key: String,
+    pub packet: String,
+    pub outputs: Vec<String>,
+}
+
+/// One instance for listings.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct InstanceView {
+    pub module: String,
+    pub key: String,
+    pub state: String,
+    pub remaining_s: Option<f64>,
+    pub then: Option<String>,
+}
+
+/// FSMs + compiled pipeline + reactions + assertions.
+pub struct PolicyEngine {
+    fsm: FsmTable,
+    main: Policy,
+    compiler: Compiler,
+    reactions: Vec<Reaction>,
+    assertions: Vec<Assertion>,
+}
+
+fn key_kind(text: &str) -> Option<KeyKind> {
+    Some(match text {
+        "ipv4" => KeyKind::Ipv4Host,
+        "ipv6" => KeyKind::Ipv6Host,
+        "mac" => KeyKind::Mac,
+        "port" => KeyKind::Port,
+        _ => return None,
+    })
+}
+
+impl PolicyEngine {
+    /// Builds modules, the main policy, reactions and assertions from `config`.
+    pub fn from_config(config: &Config) -> Result<PolicyEngine, PolicyConfigError> {
+        let mut defs = Vec::new();
+        for m in &config.modules {
+            let err = |message: String| PolicyConfigError::Module {
+                module: m.name.clone(),
+                message,
+            };
+            let kind = key_kind(&m.key)
+                .ok_or_else(|| err(format!("key `{}` is not ipv4, ipv6, mac or port", m.key)))?;
+            let field = match &m.field {
+                Some(f) => Some(
+                    Field::from_name(f).ok_or_else(|| err(format!("unknown field `{f}`")))?,
+                ),
+                None => None,
+            };
+            let states: Vec<(&str, &str)> = m
+                .states
+                .iter()
+                .map(|(s, p)| (s.as_str(), p.as_str()))
+                .collect();
+            defs.push(ModuleDef::from_text(
+                &m.name,
+                kind,
+                field,
+                &m.initial,
+                m.transitions.clone(),
+                &states,
+            )?);
+        }
+        let fsm = FsmTable::new(defs)?;
+        let main = parse_policy(&config.policy.main, &|name| fsm.module_id(name))
+            .map_err(PolicyConfigError::Main)?;
+        let compiler = Compiler::new(&main, &fsm)?;
+        let mut reactions = Vec::new();
+        for r in &config.reactions {
+            let err = |message: String| PolicyConfigError::Reaction {
+                threshold: r.threshold.clone(),
+                message,
+            };
+            let module = fsm
+                .module_id(&r.module)
+                .ok_or_else(|| err(format!("unknown module `{}`", r.module)))?;
+            let def = &fsm.modules()[module];
+            let state_of = |s: &str| {
+                def.state_id(s)
+                    .ok_or_else(|| err(format!("module `{}` has no state `{s}`", def.name)))
+            };
+            let state = state_of(&r.state)?;
+            let then = r.then.as_deref().map(state_of).transpose()?;
+            let whitelist = r
+                .whitelist
+                .iter()
+                .map(|w| {
+                    def.field
+                        .parse_match(w)
+                        .map_err(|e| err(format!("whitelist `{w}`: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            reactions.push(Reaction {
+                threshold: r.threshold.clone(),
+                module,
+                state,
+                hold_ns: r.hold.map(|h| (h * 1e9) as u64),
+                then,
+                whitelist,
+                dry_run: r.dry_run,
+            });
+        }
+        let mut assertions = Vec::new();
+        for a in &config.assertions {
+            let err = |message: String| PolicyConfigError::Assertion {
+                name: a.name.clone(),
+                message,
+            };
+            let module = fsm
+                .module_id(&a.module)
+                .ok_or_else(|| err(format!("unknown module `{}`", a.module)))?;
+            let state = fsm.modules()[module]
+                .state_id(&a.state)
+                .ok_or_else(|| err(format!("no state `{}`", a.state)))?;
+            assertions.push(Assertion {
+                name: a.name.clone(),
+                module,
+                state,
+                forwards: a.forwards,
+            });
+        }
+        Ok(PolicyEngine {
+            fsm,
+            main,
+            compiler,
+            reactions,
+            assertions,
+        })
+    }
+
+    /// Applies an operator's event; on success returns the change (if any) and its delta.
+    pub fn apply_event(
+        &mut self,
+        event: &Event,
+        now_ns: u64,
+    ) -> Result<(Option<Change>, Delta), FsmError> {
+        let change = self.fsm.apply(event, now_ns)?;
+        let delta = match &change {
+            Some(c) => self.recompile(c),
+            None => Delta::default(),
+        };
+        Ok((change, delta))
+    }
+
+    /// Runs the reactions configured for `threshold` on the event's key (the first field of
+    /// the flow key, as text).
+    pub fn react(
+        &mut self,
+        threshold: &str,
+        key_text: &str,
+        now_ns: u64,
+    ) -> Vec<(ReactionOutcome, Delta)> {
+        let key_text = key_text.split(',').next().unwrap_or("").trim();
+        let mut out = Vec::new();
+        for i in 0..self.reactions.len() {
+            let r = &self.reactions[i];
+            if r.threshold != threshold {
+                continue;
+            }
+            let def = &self.fsm.modules()[r.module];
+            let Some(key) = def.key.parse_key(key_text) else {
+                out.push((ReactionOutcome::BadKey(key_text.to_owned()), Delta::default()));
+                continue;
+            };
+            if r.whitelist.iter().any(|w| w.matches(key)) {
+                out.push((ReactionOutcome::Whitelisted, Delta::default()));
+                continue;
+            }
+            if r.dry_run {
+                out.push((
+                    ReactionOutcome::DryRun {
+                        module: def.name.clone(),
+                        key: key_text.to_owned(),
+                        state: def.states[r.state].clone(),
+                    },
+                    Delta::default(),
+                ));
+                continue;
+            }
+            let before = self.fsm.state_id(r.module, key);
+            let hold = r.hold_ns.map(|h| (h, r.then.unwrap_or(before)));
+            let (module, state) = (r.module, r.state);
+            match self.fsm.set(module, key, state, hold, now_ns) {
+                Ok(Some(change)) => {
+                    let delta = self.recompile(&change);
+                    out.push((ReactionOutcome::Applied(change), delta));
+                }
+                Ok(None) => out.push((ReactionOutcome::Unchanged, Delta::default())),
+                Err(e) => out.push((ReactionOutcome::BadKey(e.to_string()), Delta::default())),
+            }
+        }
+        out
+    }
+
+    /// Performs timed transitions due at `now_ns`.
+    pub fn expire(&mut self, now_ns: u64) -> Vec<(Change, Delta)> {
+        let mut changes = Vec::new();
+        self.fsm.expire(now_ns, &mut changes);
+        changes
+            .into_iter()
+            .map(|c| {
+                let d = self.recompile(&c);
+                (c, d)
+            })
+            .collect()
+    }
+
+    fn recompile(&mut self, change: &Change) -> Delta {
+        match self.compiler.on_change(change) {
+            Ok(d) => d,
+            Err(e) => {
+                // Cannot happen for a configuration that compiled at load; rebuild to stay
+                // exact rather than keep a stale table.
+                tracing::error!(error = %e, "incremental compile failed; recompiling in full");
+                let old = self.compiler.rules();
+                match Compiler::new(&self.main, &self.fsm) {
+                    Ok(c) => {
+                        self.compiler = c;
+                        super::diff(&old, &self.compiler.rules())
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "full compile failed; keeping the old table");
+                        Delta::default()
+                    }
+                }
+            }
+        }
+    }
+
+    /// Deadline of the next timed transition.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.fsm.poll_timeout()
+    }
+
+    /// The whole compiled pipeline.
+    pub fn rules(&self) -> Vec<Rule> {
+        self.compiler.rules()
+    }
+
+    /// Meters the rules use: (id, packets per second).
+    pub fn meters(&self) -> Vec<(u32, u32)> {
+        self.compiler.meters()
+    }
+
+    /// The main policy as text.
+    pub fn main_text(&self) -> String {
+        let defs = self.fsm.modules();
+        let names = |m: ModuleId| defs.get(m).map_or_else(|| format!("#{m}"), |d| d.name.clone());
+        let text = self.main.display(&names).to_string();
+        text
+    }
+
+    /// The FSM table (read-only).
+    pub fn fsm(&self) -> &FsmTable {
+        &self.fsm
+    }
+
+    /// Every instance away from its initial state, with pending holds.
+    pub fn instances(&self, now_ns: u64) -> Vec<InstanceView> {
+        self.fsm
+            .snapshot(now_ns)
+            .instances
+            .into_iter()
+            .map(|i| InstanceView {
+                module: i.module,
+                key: i.key,
+                state: i.state,
+                remaining_s: i.remaining_ns.map(|r| r as f64 / 1e9),
+                then: i.then,
+            })
+            .collect()
+    }
+
+    /// The state of one instance.
+    pub fn state(&self, module: &str, key: &str) -> Result<&str, FsmError> {
+        self.fsm.state(module, key)
+    }
+
+    /// The instances and timers, for the journal.
+    pub fn snapshot(&self, now_ns: u64) -> FsmSnapshot {
+        self.fsm.snapshot(now_ns)
+    }
+
+    /// Replaces all instances with `snap` and recompiles; returns the full-table delta.
+    pub fn restore(&mut self, snap: &FsmSnapshot, now_ns: u64) -> Result<Delta, PolicyConfigError> {
+        let old = self.compiler.rules();
+        self.fsm.restore(snap, now_ns)?;
+        self.compiler = Compiler::new(&self.main, &self.fsm)?;
+        Ok(super::diff(&old, &self.compiler.rules()))
+    }
+
+    /// Checks every assertion on the compiled tables: for each instance in the asserted
+    /// state (and a fresh key, when the state is the initial one) a set of probe packets
+    /// is run through the pipeline.
+    pub fn check(&self) -> Vec<Violation> {
+        let rules = self.compiler.rules();
+        let rate = |id| self.compiler.meter_rate(id);
+        let mut violations = Vec::new();
+        for a in &self.assertions {
+            let def = &self.fsm.modules()[a.module];
+            let mut keys: BTreeSet<u128> = self
+                .fsm
+                .instances()
+                .filter(|&(m, _, s)| m == a.module && s == a.state)
+                .map(|(_, k, _)| k)
+                .take(1000)
+                .collect();
+            if a.state == def.initial_id() {
+                keys.insert(fresh_key(def.key, &self.fsm, a.module));
+            }
+            'keys: for key in keys {
+                for pkt in probes(def.field, key, &rules) {
+                    let outs: Vec<String> = run_pipeline(&rules, &rate, &pkt)
+                        .into_iter()
+                        .filter_map(|p| p.out.map(|o| o.to_string()))
+                        .collect();
+                    if outs.is_empty() == a.forwards {
+                        violations.push(Violation {
+                            assertion: a.name.clone(),
+                            module: def.name.clone(),
+                            key: def.key.fmt_key(key),
+                            packet: describe(&pkt),
+                            outputs: outs,
+                        });
+                        continue 'keys;
+                    }
+                }
+            }
+        }
+        violations
+    }
+}
+
+/// A key not used by any instance of module `m`.
+fn fresh_key(kind: KeyKind, fsm: &FsmTable, m: ModuleId) -> u128 {
+    let base: u128 = match kind {
+        KeyKind::Ipv4Host => 0xC633_6477, // 198.51.100.119 (documentation range)
+        KeyKind::Ipv6Host => 0x2001_0db8_u128 << 96 | 0x77,
+        KeyKind::Mac => 0x0200_0000_0077,
+        KeyKind::Port => 0xfff0,
+    };
+    (0..1000u128)
+        .map(|i| base + i)
+        .find(|k| fsm.state_id(m, *k) == fsm.modules()[m].initial_id())
+        .unwrap_or(base)
+}
+
+/// Probe packets for a key: the shapes of traffic a host sends (ICMP, TCP, UDP, over the
+/// ports and addresses the rules mention).
+fn probes(field: Field, key: u128, rules: &[Rule]) -> Vec<Packet> {
+    let mut in_ports: BTreeSet<u128> = [1u128, 2, 3].into_iter().collect();
+    let mut dsts: BTreeSet<u128> = [0x0a00_0002u128].into_iter().collect();
+    for r in rules {
+        for (f, m) in r.pattern.tests() {
+            match f {
+                Field::InPort if m.mask != 0 => {
+                    in_ports.insert(m.value);
+                }
+                Field::Ipv4Dst if m.mask != 0 => {
+                    dsts.insert(m.value);
+                }
+                _ => {}
+            }
+        }
+    }
+    let v6 = matches!(field, Field::Ipv6Src | Field::Ipv6Dst);
+    let mut out = Vec::new();
+    for &port in in_ports.iter().take(16) {
+        for &dst in dsts.iter().take(16) {
+            for (proto, l4) in [(1u128, None), (6, Some((Field::TcpDst, 80u128))), (17, Some((Field::UdpDst, 53)))] {
+                let mut p = Packet::new(1)
+                    .with(Field::InPort, port)
+                    .with(Field::EthSrc, 0x0000_0000_0001)
+                    .with(Field::EthDst, 0x0000_0000_0002)
+                    .with(Field::EthType, if v6 { 0x86dd } else { 0x0800 })
+                    .with(Field::IpProto, if v6 && proto == 1 { 58 } else { proto });
+                if !v6 {
+                    p = p.with(Field::Ipv4Src, 0x0a00_0001).with(Field::Ipv4Dst, dst);
+                } else {
+                    p = p.with(Field::Ipv6Src, 1).with(Field::Ipv6Dst, 2);
+                }
+                match l4 {
+                    Some((f, v)) => p = p.with(f, v),
+                    None => p = p.with(Field::IcmpType, 8),
+                }
+                // The instance key goes last so it wins over the defaults above.
+                out.push(p.with(field, key));
+            }
+        }
+    }
+    out
+}
+
+struct Shown(Field, u128);
+
+impl std::fmt::Display for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt_value(self.1, f)
+    }
+}
+
+fn describe(p: &Packet) -> String {
+    let mut parts = Vec::new();
+    for f in Field::ALL {
+        if let Some(v) = p.get(f) {
+            parts.push(format!("{}={}", f.name(), Shown(f, v)));
+        }
+    }
+    parts.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> PolicyEngine {
+        PolicyEngine::from_config(&Config::embedded().unwrap()).unwrap()
+    }
+
+    fn ev(key: &str, state: &str) -> Event {
+        Event {
+            module: "auth".into(),
+            key: key.into(),
+            state: state.into(),
+            hold_ns: None,
+            then: None,
+        }
+    }
+
+    #[test]
+    fn the_default_policy_compiles_and_holds_its_assertion() {
+        let e = engine();
+        assert!(e.check().is_empty(), "{:?}", e.check());
+        assert!(!e.rules().is_empty());
+        assert_eq!(e.main_text(), "(auth >> normal)");
+    }
+
+    #[test]
+    fn authenticating_a_host_adds_rules_and_keeps_the_assertion() {
+        let mut e = engine();
+        let (change, delta) = e.apply_event(&ev("10.0.0.1", "authenticated"), 0).unwrap();
+        assert!(change.is_some());
+        assert!(!delta.added.is_empty());
+        assert_eq!(e.state("auth", "10.0.0.1").unwrap(), "authenticated");
+        assert!(e.check().is_empty());
+        // Nothing changes the second time.
+        let (change, delta) = e.apply_event(&ev("10.0.0.1", "authenticated"), 1).unwrap();
+        assert!(change.is_none() && delta.is_empty());
+    }
+
+    #[test]
+    fn a_threshold_reaction_clears_the_source_and_removes_its_rules() {
+        let mut e = engine();
+        let (_, added) = e.apply_event(&ev("10.0.0.1", "authenticated"), 0).unwrap();
+        let outcomes = e.react("ddos", "10.0.0.1", 5);
+        assert_eq!(outcomes.len(), 1);
+        assert!(matches!(outcomes[0].0, ReactionOutcome::Applied(_)));
+        let removed = &outcomes[0].1.removed;
+        assert_eq!(removed.len(), added.added.len());
+        assert_eq!(e.state("auth", "10.0.0.1").unwrap(), "clear");
+        // Other thresholds do nothing; bad keys are reported.
+        assert!(e.react("other", "10.0.0.1", 6).is_empty());
+        assert!(matches!(e.react("ddos", "not-an-ip", 7)[0].0, ReactionOutcome::BadKey(_)));
+    }
+
+    #[test]
+    fn unknown_module_state_or_key_changes_nothing() {
+        let mut e = engine();
+        let before = e.rules();
+        assert!(e.apply_event(&Event { module: "nope".into(), ..ev("10.0.0.1", "clear") }, 0).is_err());
+        assert!(e.apply_event(&ev("10.0.0.1", "sleepy"), 0).is_err());
+        assert!(e.apply_event(&ev("10.0.0.300", "authenticated"), 0).is_err());
+        assert_eq!(e.rules(), before);
+    }
+
+    #[test]
+    fn a_held_reaction_expires_back_to_the_previous_state() {
+        let mut cfg = Config::embedded().unwrap();
+        cfg.reactions[0].hold = Some(2.0);
+        cfg.reactions[0].whitelist = vec!["10.0.0.3/32".into()];
+        let mut e = PolicyEngine::from_config(&cfg).unwrap();
+        let _ = e.apply_event(&ev("10.0.0.1", "authenticated"), 0).unwrap();
+        let _ = e.react("ddos", "10.0.0.1", 1_000_000_000);
+        assert_eq!(e.poll_timeout(), Some(3_000_000_000));
+        assert!(e.expire(2_999_999_999).is_empty());
+        let back = e.expire(3_000_000_000);
+        assert_eq!(back.len(), 1);
+        assert_eq!(e.state("auth", "10.0.0.1").unwrap(), "authenticated");
+        assert!(matches!(e.react("ddos", "10.0.0.3", 4)[0].0, ReactionOutcome::Whitelisted));
+    }
+
+    #[test]
+    fn a_policy_that_forwards_cleared_hosts_is_caught_with_a_counterexample() {
+        let mut cfg = Config::embedded().unwrap();
+        cfg.modules[0]
+            .states
+            .insert("clear".into(), "identity".into());
+        let e = PolicyEngine::from_config(&cfg).unwrap();
+        let v = e.check();
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].packet.contains("ip_src="), "{}", v[0].packet);
+        assert!(!v[0].outputs.is_empty());
+    }
+
+    #[test]
+    fn snapshots_restore_states_and_tables() {
+        let mut e = engine();
+        let _ = e.apply_event(&ev("10.0.0.2", "authenticated"), 0).unwrap();
+        let snap = e.snapshot(10);
+        let rules = e.rules();
+        let mut fresh = engine();
+        let delta = fresh.restore(&snap, 20).unwrap();
+        assert!(!delta.is_empty());
+        assert_eq!(fresh.rules(), rules);
+        assert_eq!(fresh.instances(20).len(), 1);
+    }
+}
