@@ -40,6 +40,9 @@ pub struct Recovered<S, R> {
     pub torn_tail: bool,
 }
 
+/// A journal just opened, with what it held.
+pub type Opened<S, R> = (Journal<S, R>, Recovered<S, R>);
+
 /// An open journal of records `R` over snapshots `S`.
 pub struct Journal<S, R> {
     dir: PathBuf,
@@ -53,7 +56,7 @@ const LOG: &str = "journal.log";
 
 impl<S: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned> Journal<S, R> {
     /// Opens (creating if needed) the journal in `dir` and returns what it held.
-    pub fn open(dir: &Path) -> Result<(Journal<S, R>, Recovered<S, R>), JournalError> {
+    pub fn open(dir: &Path) -> Result<Opened<S, R>, JournalError> {
         let io_err = |path: &Path| {
             let path = path.to_owned();
             move |source| JournalError::Io { path, source }

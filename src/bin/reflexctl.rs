@@ -48,6 +48,42 @@ enum Command {
     },
     /// Check that the daemon answers.
     Ping,
+    /// Move an FSM instance to a state (PyResonance flags: -i HOST -e MODULE -V STATE).
+    Event {
+        /// Instance key: a host address (or MAC, or port, as the module is keyed).
+        #[arg(short = 'i', long = "key", visible_alias = "host")]
+        key: String,
+        /// FSM module (e.g. auth).
+        #[arg(short = 'e', long = "module")]
+        module: String,
+        /// Target state (e.g. authenticated).
+        #[arg(short = 'V', long = "state", visible_alias = "value")]
+        state: String,
+        /// Hold the state this many seconds, then return.
+        #[arg(long)]
+        hold: Option<f64>,
+        /// State after the hold (default: the module's initial state).
+        #[arg(long, requires = "hold")]
+        then: Option<String>,
+    },
+    /// FSM states: every instance away from its initial state, or one instance.
+    State {
+        #[arg(short = 'e', long = "module")]
+        module: Option<String>,
+        #[arg(short = 'i', long = "key", requires = "module")]
+        key: Option<String>,
+    },
+    /// The composed policy and its compiled rules.
+    Policy,
+    /// Check the configured assertions on the compiled tables.
+    Check,
+    /// Connected switches.
+    Switches,
+    /// A switch's installed and desired flow tables.
+    Table {
+        /// Datapath id (decimal, or hex with 0x).
+        dpid: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,6 +96,27 @@ fn main() -> ExitCode {
         },
         Command::Events { max } => Request::Events { max: *max },
         Command::Ping => Request::Ping,
+        Command::Event {
+            key,
+            module,
+            state,
+            hold,
+            then,
+        } => Request::Event {
+            module: module.clone(),
+            key: key.clone(),
+            state: state.clone(),
+            hold: *hold,
+            then: then.clone(),
+        },
+        Command::State { module, key } => Request::State {
+            module: module.clone(),
+            key: key.clone(),
+        },
+        Command::Policy => Request::Policy,
+        Command::Check => Request::Check,
+        Command::Switches => Request::Switches,
+        Command::Table { dpid } => Request::Table { dpid: dpid.clone() },
     };
     let timeout = Duration::from_secs_f64(cli.timeout.clamp(0.01, 3600.0));
     let reply = Client::connect(&cli.socket, timeout).and_then(|mut c| c.request(&request));
@@ -86,6 +143,15 @@ fn main() -> ExitCode {
         Command::Stats => print_stats(&result),
         Command::Flows { .. } => print_flows(&result),
         Command::Events { .. } => print_events(&result),
+        Command::Event { .. } => print_event(&result),
+        Command::State { .. } => print_state(&result),
+        Command::Policy => print_policy(&result),
+        Command::Check => {
+            if !print_check(&result) {
+                return ExitCode::FAILURE;
+            }
+        }
+        Command::Switches | Command::Table { .. } => print_stats(&result),
         Command::Ping => println!(
             "reflexd {} up {:.1} s",
             result["version"].as_str().unwrap_or("?"),
@@ -155,4 +221,97 @@ fn print_events(v: &Value) {
             e["latency_us"].as_f64().unwrap_or(0.0)
         );
     }
+}
+
+fn print_event(v: &Value) {
+    let changed = v["changed"].as_bool().unwrap_or(false);
+    println!(
+        "{}({}) {} {}{}{}",
+        v["module"].as_str().unwrap_or("?"),
+        v["key"].as_str().unwrap_or("?"),
+        if changed { "->" } else { "already" },
+        v["state"].as_str().unwrap_or("?"),
+        v["hold_s"]
+            .as_f64()
+            .map_or(String::new(), |h| format!(" for {h} s")),
+        if changed {
+            format!(
+                " (rules +{} ~{} -{})",
+                v["rules"]["added"], v["rules"]["modified"], v["rules"]["removed"]
+            )
+        } else {
+            String::new()
+        }
+    );
+}
+
+fn print_state(v: &Value) {
+    if let Some(state) = v["state"].as_str() {
+        println!(
+            "{}({}) = {state}",
+            v["module"].as_str().unwrap_or("?"),
+            v["key"].as_str().unwrap_or("?")
+        );
+        return;
+    }
+    for m in v["modules"].as_array().into_iter().flatten() {
+        println!(
+            "module {}: states {}, initial {}",
+            m["name"].as_str().unwrap_or("?"),
+            m["states"],
+            m["initial"].as_str().unwrap_or("?")
+        );
+    }
+    println!(
+        "{:<12} {:<40} {:<16} {:>10} {:<16}",
+        "MODULE", "KEY", "STATE", "HOLD", "THEN"
+    );
+    for i in v["instances"].as_array().into_iter().flatten() {
+        println!(
+            "{:<12} {:<40} {:<16} {:>10} {:<16}",
+            i["module"].as_str().unwrap_or("?"),
+            i["key"].as_str().unwrap_or("?"),
+            i["state"].as_str().unwrap_or("?"),
+            i["remaining_s"]
+                .as_f64()
+                .map_or("-".to_owned(), |r| format!("{r:.1}s")),
+            i["then"].as_str().unwrap_or("-")
+        );
+    }
+}
+
+fn print_policy(v: &Value) {
+    println!("policy: {}", v["main"].as_str().unwrap_or("?"));
+    for m in v["meters"].as_array().into_iter().flatten() {
+        println!("meter {}: {} pkt/s", m["id"], m["rate_pps"]);
+    }
+    for r in v["rules"].as_array().into_iter().flatten() {
+        println!(
+            " table={}, priority={}, {} actions={}",
+            r["table"],
+            r["priority"],
+            r["match"].as_str().unwrap_or("?"),
+            r["actions"].as_str().unwrap_or("?")
+        );
+    }
+}
+
+/// Prints violations; false if there are any.
+fn print_check(v: &Value) -> bool {
+    let violations = v["violations"].as_array().cloned().unwrap_or_default();
+    if violations.is_empty() {
+        println!("all assertions hold");
+        return true;
+    }
+    for x in &violations {
+        println!(
+            "VIOLATED {}: {}({}) forwards {} to {}",
+            x["assertion"].as_str().unwrap_or("?"),
+            x["module"].as_str().unwrap_or("?"),
+            x["key"].as_str().unwrap_or("?"),
+            x["packet"].as_str().unwrap_or("?"),
+            x["outputs"]
+        );
+    }
+    false
 }

@@ -29,6 +29,12 @@ struct Cli {
     /// Ingest threads (0 = one per core), overriding the configuration.
     #[arg(long)]
     workers: Option<usize>,
+    /// TCP address where switches connect (OpenFlow 1.3), overriding the configuration.
+    #[arg(long)]
+    openflow: Option<SocketAddr>,
+    /// Directory of the FSM journal, overriding the configuration.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
     /// Print the embedded default configuration and exit.
     #[arg(long)]
     print_default_config: bool,
@@ -62,11 +68,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let origin = cli
+        .config
+        .as_ref()
+        .map_or("embedded default".to_owned(), |p| p.display().to_string());
     if let Err(e) = reflex::flow::engine::FlowEngine::new(&config) {
-        let origin = cli
-            .config
-            .as_ref()
-            .map_or("embedded default".to_owned(), |p| p.display().to_string());
+        eprintln!("reflexd: {origin}: {e}");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = reflex::policy::engine::PolicyEngine::from_config(&config) {
         eprintln!("reflexd: {origin}: {e}");
         return ExitCode::from(2);
     }
@@ -78,6 +88,8 @@ fn main() -> ExitCode {
         sflow: cli.sflow,
         control: cli.control,
         workers: cli.workers,
+        openflow: cli.openflow,
+        state_dir: cli.state_dir,
     };
     match daemon::run(config, overrides) {
         Ok(()) => ExitCode::SUCCESS,

@@ -344,18 +344,20 @@ impl Config {
         }
         for r in &self.reactions {
             if !tnames.contains(r.threshold.as_str()) {
-                return Err(format!(
-                    "reaction on `{}`: no such threshold",
-                    r.threshold
-                ));
+                return Err(format!("reaction on `{}`: no such threshold", r.threshold));
             }
             if let Some(h) = r.hold {
                 if !(h.is_finite() && h > 0.0) {
-                    return Err(format!("reaction on `{}`: hold must be positive", r.threshold));
+                    return Err(format!(
+                        "reaction on `{}`: hold must be positive",
+                        r.threshold
+                    ));
                 }
             }
         }
-        if !(self.openflow.echo_interval > 0.0 && self.openflow.echo_timeout > self.openflow.echo_interval) {
+        if !(self.openflow.echo_interval > 0.0
+            && self.openflow.echo_timeout > self.openflow.echo_interval)
+        {
             return Err("openflow: need 0 < echo_interval < echo_timeout".into());
         }
         if !(1..=1024).contains(&self.sflow.batch) {

@@ -28,6 +28,32 @@ pub enum Request {
     },
     /// Daemon version and uptime (also a cheap liveness check).
     Ping,
+    /// Move an FSM instance to a state (PyResonance's json_sender event).
+    Event {
+        module: String,
+        key: String,
+        state: String,
+        /// Hold the state this many seconds, then go to `then` (default: the initial state).
+        #[serde(default)]
+        hold: Option<f64>,
+        #[serde(default)]
+        then: Option<String>,
+    },
+    /// FSM states: all instances away from their initial state, or one instance.
+    State {
+        #[serde(default)]
+        module: Option<String>,
+        #[serde(default)]
+        key: Option<String>,
+    },
+    /// The composed policy, the compiled rules and meters.
+    Policy,
+    /// Check the configured assertions on the compiled tables.
+    Check,
+    /// Connected switches.
+    Switches,
+    /// A switch's installed and desired tables.
+    Table { dpid: String },
 }
 
 fn default_max() -> usize {
@@ -165,6 +191,21 @@ mod tests {
     #[test]
     fn requests_round_trip_through_json() {
         for r in [
+            Request::Event {
+                module: "auth".into(),
+                key: "10.0.0.1".into(),
+                state: "clear".into(),
+                hold: Some(60.0),
+                then: None,
+            },
+            Request::State {
+                module: None,
+                key: None,
+            },
+            Request::Policy,
+            Request::Check,
+            Request::Switches,
+            Request::Table { dpid: "1".into() },
             Request::Stats,
             Request::Ping,
             Request::Events { max: 7 },

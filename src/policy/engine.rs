@@ -58,7 +58,11 @@ pub enum ReactionOutcome {
     /// The key is whitelisted: nothing done.
     Whitelisted,
     /// Dry run: what would have been done.
-    DryRun { module: String, key: String, state: String },
+    DryRun {
+        module: String,
+        key: String,
+        state: String,
+    },
     /// The key does not fit the module (e.g. an IPv6 source for an IPv4 module).
     BadKey(String),
 }
@@ -114,9 +118,9 @@ impl PolicyEngine {
             let kind = key_kind(&m.key)
                 .ok_or_else(|| err(format!("key `{}` is not ipv4, ipv6, mac or port", m.key)))?;
             let field = match &m.field {
-                Some(f) => Some(
-                    Field::from_name(f).ok_or_else(|| err(format!("unknown field `{f}`")))?,
-                ),
+                Some(f) => {
+                    Some(Field::from_name(f).ok_or_else(|| err(format!("unknown field `{f}`")))?)
+                }
                 None => None,
             };
             let states: Vec<(&str, &str)> = m
@@ -231,7 +235,10 @@ impl PolicyEngine {
             }
             let def = &self.fsm.modules()[r.module];
             let Some(key) = def.key.parse_key(key_text) else {
-                out.push((ReactionOutcome::BadKey(key_text.to_owned()), Delta::default()));
+                out.push((
+                    ReactionOutcome::BadKey(key_text.to_owned()),
+                    Delta::default(),
+                ));
                 continue;
             };
             if r.whitelist.iter().any(|w| w.matches(key)) {
@@ -317,7 +324,10 @@ impl PolicyEngine {
     /// The main policy as text.
     pub fn main_text(&self) -> String {
         let defs = self.fsm.modules();
-        let names = |m: ModuleId| defs.get(m).map_or_else(|| format!("#{m}"), |d| d.name.clone());
+        let names = |m: ModuleId| {
+            defs.get(m)
+                .map_or_else(|| format!("#{m}"), |d| d.name.clone())
+        };
         let text = self.main.display(&names).to_string();
         text
     }
@@ -439,7 +449,11 @@ fn probes(field: Field, key: u128, rules: &[Rule]) -> Vec<Packet> {
     let mut out = Vec::new();
     for &port in in_ports.iter().take(16) {
         for &dst in dsts.iter().take(16) {
-            for (proto, l4) in [(1u128, None), (6, Some((Field::TcpDst, 80u128))), (17, Some((Field::UdpDst, 53)))] {
+            for (proto, l4) in [
+                (1u128, None),
+                (6, Some((Field::TcpDst, 80u128))),
+                (17, Some((Field::UdpDst, 53))),
+            ] {
                 let mut p = Packet::new(1)
                     .with(Field::InPort, port)
                     .with(Field::EthSrc, 0x0000_0000_0001)
@@ -447,7 +461,9 @@ fn probes(field: Field, key: u128, rules: &[Rule]) -> Vec<Packet> {
                     .with(Field::EthType, if v6 { 0x86dd } else { 0x0800 })
                     .with(Field::IpProto, if v6 && proto == 1 { 58 } else { proto });
                 if !v6 {
-                    p = p.with(Field::Ipv4Src, 0x0a00_0001).with(Field::Ipv4Dst, dst);
+                    p = p
+                        .with(Field::Ipv4Src, 0x0a00_0001)
+                        .with(Field::Ipv4Dst, dst);
                 } else {
                     p = p.with(Field::Ipv6Src, 1).with(Field::Ipv6Dst, 2);
                 }
@@ -532,16 +548,29 @@ mod tests {
         assert_eq!(e.state("auth", "10.0.0.1").unwrap(), "clear");
         // Other thresholds do nothing; bad keys are reported.
         assert!(e.react("other", "10.0.0.1", 6).is_empty());
-        assert!(matches!(e.react("ddos", "not-an-ip", 7)[0].0, ReactionOutcome::BadKey(_)));
+        assert!(matches!(
+            e.react("ddos", "not-an-ip", 7)[0].0,
+            ReactionOutcome::BadKey(_)
+        ));
     }
 
     #[test]
     fn unknown_module_state_or_key_changes_nothing() {
         let mut e = engine();
         let before = e.rules();
-        assert!(e.apply_event(&Event { module: "nope".into(), ..ev("10.0.0.1", "clear") }, 0).is_err());
+        assert!(e
+            .apply_event(
+                &Event {
+                    module: "nope".into(),
+                    ..ev("10.0.0.1", "clear")
+                },
+                0
+            )
+            .is_err());
         assert!(e.apply_event(&ev("10.0.0.1", "sleepy"), 0).is_err());
-        assert!(e.apply_event(&ev("10.0.0.300", "authenticated"), 0).is_err());
+        assert!(e
+            .apply_event(&ev("10.0.0.300", "authenticated"), 0)
+            .is_err());
         assert_eq!(e.rules(), before);
     }
 
@@ -558,7 +587,10 @@ mod tests {
         let back = e.expire(3_000_000_000);
         assert_eq!(back.len(), 1);
         assert_eq!(e.state("auth", "10.0.0.1").unwrap(), "authenticated");
-        assert!(matches!(e.react("ddos", "10.0.0.3", 4)[0].0, ReactionOutcome::Whitelisted));
+        assert!(matches!(
+            e.react("ddos", "10.0.0.3", 4)[0].0,
+            ReactionOutcome::Whitelisted
+        ));
     }
 
     #[test]

@@ -92,6 +92,8 @@ impl Daemon {
             .arg(&cfg)
             .arg("--control")
             .arg(&socket)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
             .args(args)
             .env("REFLEX_LOG", "info")
             .stdout(Stdio::null())

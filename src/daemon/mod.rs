@@ -5,15 +5,15 @@
 //! Threads share nothing mutable on the measurement path: workers publish counters through
 //! their own atomics and send events and periodic reports over bounded channels.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use crossbeam_channel::{bounded, Receiver};
+use crossbeam_channel::{bounded, Receiver, Sender};
 use serde_json::{json, Value};
 
 use crate::config::Config;
@@ -23,7 +23,15 @@ use crate::flow::definition::FlowDef;
 use crate::flow::engine::{flow_defs, FlowEngine};
 use crate::flow::key::FlowKey;
 use crate::ingest::{self, Event, IngestCore, WorkerReport, WorkerShell, WorkerStats};
+use crate::policy::engine::PolicyEngine;
 use crate::sflow::DecodeError;
+
+pub mod policy;
+
+use policy::{PolicyQuery, PolicyRequest, PolicyThread};
+
+/// How long the control thread waits for the policy thread.
+const POLICY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Command-line overrides applied on top of the configuration.
 #[derive(Clone, Debug, Default)]
@@ -31,51 +39,16 @@ pub struct Overrides {
     pub sflow: Option<SocketAddr>,
     pub control: Option<PathBuf>,
     pub workers: Option<usize>,
+    pub openflow: Option<SocketAddr>,
+    pub state_dir: Option<PathBuf>,
 }
 
-/// Events kept for `reflexctl events`.
-const EVENT_HISTORY: usize = 1024;
 /// Bound of the event channel towards the policy thread.
 const EVENT_QUEUE: usize = 65536;
 /// Agents each worker tracks for sequence gaps.
 const MAX_AGENTS: usize = 4096;
 /// How often workers report top keys and agents.
 const REPORT_EVERY: Duration = Duration::from_millis(100);
-
-/// A threshold event as kept for queries.
-#[derive(Clone, Debug)]
-struct EventRecord {
-    event: Event,
-    unix_ms: u64,
-    /// recvmmsg return → event taken by the event thread.
-    latency_ns: u64,
-}
-
-/// Events seen so far, and how fast they were delivered.
-struct EventLog {
-    recent: VecDeque<EventRecord>,
-    total: u64,
-    latency: hdrhistogram::Histogram<u64>,
-}
-
-impl EventLog {
-    fn new() -> EventLog {
-        EventLog {
-            recent: VecDeque::with_capacity(EVENT_HISTORY),
-            total: 0,
-            latency: latency_histogram(),
-        }
-    }
-
-    fn push(&mut self, record: EventRecord) {
-        let _ = self.latency.record(record.latency_ns.max(1));
-        self.total += 1;
-        if self.recent.len() == EVENT_HISTORY {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(record);
-    }
-}
 
 /// A histogram of nanosecond latencies that grows as needed (no bounds to get wrong).
 pub fn latency_histogram() -> hdrhistogram::Histogram<u64> {
@@ -86,7 +59,7 @@ pub fn latency_histogram() -> hdrhistogram::Histogram<u64> {
 }
 
 /// Names needed to print events and flows.
-struct Names {
+pub struct Names {
     defs: Vec<FlowDef>,
     thresholds: Vec<String>,
 }
@@ -115,6 +88,12 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
     }
     if let Some(n) = overrides.workers {
         config.sflow.workers = n;
+    }
+    if let Some(addr) = overrides.openflow {
+        config.openflow.listen = addr;
+    }
+    if let Some(dir) = overrides.state_dir {
+        config.state.dir = dir;
     }
     let workers = config.worker_count();
     let names = Arc::new(Names {
@@ -189,20 +168,30 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
     drop(event_tx);
     drop(report_tx);
 
-    let log = Arc::new(Mutex::new(EventLog::new()));
-    threads.push(spawn_event_thread(
-        event_rx,
-        log.clone(),
+    let engine = PolicyEngine::from_config(&config)?;
+    let policy = PolicyThread::new(
+        engine,
+        Some(&config.state.dir),
+        config.state.compact_after,
+        Box::new(policy::NoSink),
         names.clone(),
-        stop.clone(),
-    )?);
+    )?;
+    let (policy_tx, policy_rx) = bounded::<PolicyRequest>(64);
+    {
+        let stop = stop.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("reflex-policy".into())
+                .spawn(move || policy.run(event_rx, policy_rx, stop))?,
+        );
+    }
 
     let handler = ControlHandler {
         names,
         stats,
         reports: report_rx,
         latest: HashMap::new(),
-        log,
+        policy: policy_tx,
         started_ns: crate::io::now_ns(),
         config: config.clone(),
     };
@@ -220,49 +209,12 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The consumer of threshold events (the policy engine's seat).
-fn spawn_event_thread(
-    events: Receiver<Event>,
-    log: Arc<Mutex<EventLog>>,
-    names: Arc<Names>,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("reflex-events".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let Ok(event) = events.recv_timeout(Duration::from_millis(100)) else {
-                    continue;
-                };
-                let taken = crate::io::now_ns();
-                let record = EventRecord {
-                    event,
-                    unix_ms: crate::io::clock::unix_ms(event.detected_ns),
-                    latency_ns: taken.saturating_sub(event.recv_ns),
-                };
-                tracing::info!(
-                    id = event.id,
-                    threshold = names.threshold_name(event.threshold),
-                    flow = names.flow_name(event.flow),
-                    key = %names.key_text(event.flow, &event.key),
-                    agent = %event.agent,
-                    value = event.value,
-                    latency_us = record.latency_ns as f64 / 1e3,
-                    "threshold crossed"
-                );
-                if let Ok(mut log) = log.lock() {
-                    log.push(record);
-                }
-            }
-        })
-}
-
 struct ControlHandler {
     names: Arc<Names>,
     stats: Vec<Arc<WorkerStats>>,
     reports: Receiver<WorkerReport>,
     latest: HashMap<usize, WorkerReport>,
-    log: Arc<Mutex<EventLog>>,
+    policy: Sender<PolicyRequest>,
     started_ns: u64,
     config: Config,
 }
@@ -277,7 +229,10 @@ impl Handler for ControlHandler {
             })),
             Request::Stats => Reply::ok(self.stats_json()),
             Request::Flows { name, max } => self.flows_json(&name, max),
-            Request::Events { max } => Reply::ok(self.events_json(max)),
+            Request::Switches | Request::Table { .. } => {
+                Reply::error("no OpenFlow server in this build of reflexd")
+            }
+            other => self.ask_policy(PolicyQuery::Control(other)),
         }
     }
 
@@ -289,6 +244,20 @@ impl Handler for ControlHandler {
 }
 
 impl ControlHandler {
+    /// Forwards a request to the policy thread and waits (bounded) for its answer.
+    fn ask_policy(&self, query: PolicyQuery) -> Reply {
+        let (tx, rx) = bounded(1);
+        if self
+            .policy
+            .send_timeout(PolicyRequest { query, reply: tx }, POLICY_TIMEOUT)
+            .is_err()
+        {
+            return Reply::error("the policy thread is not answering");
+        }
+        rx.recv_timeout(POLICY_TIMEOUT)
+            .unwrap_or_else(|_| Reply::error("the policy thread did not answer in time"))
+    }
+
     fn stats_json(&self) -> Value {
         let r = Ordering::Relaxed;
         let sum = |f: &dyn Fn(&WorkerStats) -> u64| self.stats.iter().map(|s| f(s)).sum::<u64>();
@@ -312,18 +281,8 @@ impl ControlHandler {
                 }));
             }
         }
-        let (events, latency) = match self.log.lock() {
-            Ok(log) => (
-                log.total,
-                json!({
-                    "count": log.latency.len(),
-                    "p50_us": log.latency.value_at_quantile(0.5) as f64 / 1e3,
-                    "p99_us": log.latency.value_at_quantile(0.99) as f64 / 1e3,
-                    "max_us": log.latency.max() as f64 / 1e3,
-                }),
-            ),
-            Err(_) => (0, Value::Null),
-        };
+        let policy = self.ask_policy(PolicyQuery::EventStats);
+        let policy = policy.result.unwrap_or(Value::Null);
         json!({
             "uptime_s": (crate::io::now_ns() - self.started_ns) as f64 / 1e9,
             "workers": self.stats.len(),
@@ -345,9 +304,11 @@ impl ControlHandler {
             },
             "events": {
                 "detected": sum(&|s| s.detections.load(r)),
-                "delivered": events,
+                "delivered": policy["delivered"],
                 "dropped": sum(&|s| s.events_dropped.load(r)),
-                "latency": latency,
+                "latency": policy["latency"],
+                "reaction_latency": policy["reaction_latency"],
+                "journal_errors": policy["journal_errors"],
             },
             "agents": agents,
         })
@@ -387,34 +348,6 @@ impl ControlHandler {
             "top": top,
         }))
     }
-
-    fn events_json(&self, max: usize) -> Value {
-        let Ok(log) = self.log.lock() else {
-            return json!({"events": []});
-        };
-        let skip = log.recent.len().saturating_sub(max);
-        let events: Vec<Value> = log
-            .recent
-            .iter()
-            .skip(skip)
-            .map(|r| {
-                let e = &r.event;
-                json!({
-                    "id": e.id,
-                    "unix_ms": r.unix_ms,
-                    "time": format_unix_ms(r.unix_ms),
-                    "threshold": self.names.threshold_name(e.threshold),
-                    "flow": self.names.flow_name(e.flow),
-                    "key": self.names.key_text(e.flow, &e.key),
-                    "agent": e.agent.to_string(),
-                    "value": e.value,
-                    "latency_us": r.latency_ns as f64 / 1e3,
-                    "decide_us": e.detected_ns.saturating_sub(e.recv_ns) as f64 / 1e3,
-                })
-            })
-            .collect();
-        json!({"total": log.total, "events": events})
-    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for a Unix time in milliseconds.
@@ -450,7 +383,7 @@ mod tests {
         assert_eq!(format_unix_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(
             format_unix_ms(1_795_000_000_000),
-            "2026-11-18T07:06:40.000Z"
+            "2026-11-18T11:06:40.000Z"
         );
     }
 }
