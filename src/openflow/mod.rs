@@ -16,6 +16,7 @@
 
 mod action;
 mod errors;
+pub mod learning;
 mod message;
 mod multipart;
 mod oxm;
