@@ -19,6 +19,8 @@ mod errors;
 mod message;
 mod multipart;
 mod oxm;
+pub mod session;
+pub mod table;
 pub mod translate;
 mod wire;
 
