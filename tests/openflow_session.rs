@@ -301,3 +301,37 @@ fn a_busy_openflow_port_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_silent_switch_is_probed_with_echo_then_dropped() {
+    let config = reflex::config::DEFAULT_TOML.replace(
+        "echo_interval = 5.0\necho_timeout = 15.0",
+        "echo_interval = 0.2\necho_timeout = 0.6",
+    );
+    assert_ne!(config, reflex::config::DEFAULT_TOML);
+    let d = Daemon::start(
+        &config,
+        &[
+            "--sflow",
+            &format!("127.0.0.1:{}", free_udp_port()),
+            "--workers",
+            "1",
+        ],
+    );
+    let mut sw = FakeSwitch::connect(&d.openflow, 9);
+    sw.handshake(&[]);
+    sw.batch();
+    // From now on the switch reads but never answers.
+    let mut echoes = 0;
+    while let Some((_, m)) = sw.recv() {
+        if matches!(m, Message::EchoRequest(_)) {
+            echoes += 1;
+        }
+    }
+    assert!(echoes >= 1, "probed before being dropped");
+    let log = d.wait_for(Duration::from_secs(20), "dead peer logged", || {
+        let log = d.log_text();
+        log.contains("dead peer").then_some(log)
+    });
+    assert!(log.contains("switch session ended"), "{log}");
+}

@@ -348,11 +348,11 @@ fn print_switches(v: &Value) {
             s["phase"].as_str().unwrap_or("?"),
             s["ports"].as_array().map_or(0, Vec::len),
             s["connected_since"].as_str().unwrap_or("?"),
-            s["msgs_in"],
-            s["msgs_out"],
-            s["flow_mods"],
-            s["pending_barriers"],
-            s["errors"],
+            s["msgs_in"].as_u64().unwrap_or(0),
+            s["msgs_out"].as_u64().unwrap_or(0),
+            s["flow_mods"].as_u64().unwrap_or(0),
+            s["pending_barriers"].as_u64().unwrap_or(0),
+            s["errors"].as_u64().unwrap_or(0),
             if s["in_sync"].as_bool().unwrap_or(false) {
                 "yes"
             } else {

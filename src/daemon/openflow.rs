@@ -501,8 +501,11 @@ impl OfThread {
             return Reply::error(format!("no switch with dpid {} connected", dpid_text(dpid)));
         };
         let installed = c.session.installed();
+        // As dump-flows lists them: by table, highest priority first.
         let lines = |t: &crate::openflow::table::FlowTable| -> Vec<String> {
-            t.iter().map(|(k, i)| ofctl_line(k, i)).collect()
+            let mut entries: Vec<_> = t.iter().collect();
+            entries.sort_by_key(|(k, _)| (k.table_id, std::cmp::Reverse(k.priority)));
+            entries.iter().map(|(k, i)| ofctl_line(k, i)).collect()
         };
         let differences: Vec<Value> = diff(installed, &self.desired.flows)
             .into_iter()

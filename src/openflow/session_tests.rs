@@ -572,3 +572,64 @@ fn meters_go_first_and_an_existing_meter_is_modified() {
     assert!(matches!(out[0].1, Message::FlowMod(_)));
     assert!(matches!(&out[1].1, Message::MeterMod(m) if m.command == MeterModCommand::Delete));
 }
+
+mod reconciliation {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn table_of(v: &[(u8, u16, u8, u8)]) -> Vec<(EntryKey, Vec<Instruction>)> {
+        v.iter()
+            .map(|&(t, p, h, a)| {
+                let i = match a {
+                    0 => vec![],
+                    1 => goto1(),
+                    _ => normal(),
+                };
+                (host_key(t, p, h), i)
+            })
+            .collect()
+    }
+
+    fn arb() -> impl Strategy<Value = Vec<(u8, u16, u8, u8)>> {
+        proptest::collection::vec((0u8..2, 0u16..3, 0u8..4, 0u8..3), 0..16)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Whatever the switch holds, the first sync sends one strict flow-mod per
+        /// differing key, and applying them on the switch yields the desired table.
+        #[test]
+        fn the_first_sync_sends_exactly_the_difference(old in arb(), new in arb()) {
+            let on_switch = desired_of(&table_of(&old)).flows;
+            let desired = desired_of(&table_of(&new));
+            let dump: Vec<FlowStats> = on_switch.iter().map(|(k, i)| stats(k, i.to_vec())).collect();
+            let mut s = handshake(0, &dump, 3);
+            let n = s.sync(&desired);
+            let out = take(&mut s);
+            let mods = flow_mods(&out);
+            prop_assert_eq!(n, mods.len());
+            prop_assert_eq!(mods.len(), diff(&on_switch, &desired.flows).len());
+            let mut switch = on_switch.clone();
+            for (_, f) in &mods {
+                let key = EntryKey::new(f.table_id, f.priority, &f.match_);
+                match f.command {
+                    FlowModCommand::DeleteStrict => {
+                        prop_assert!(switch.remove(&key));
+                    }
+                    FlowModCommand::ModifyStrict => {
+                        prop_assert!(switch.get(&key).is_some());
+                        switch.insert(key, &f.instructions);
+                    }
+                    FlowModCommand::Add => {
+                        prop_assert!(switch.get(&key).is_none());
+                        switch.insert(key, &f.instructions);
+                    }
+                    other => prop_assert!(false, "unexpected {:?}", other),
+                }
+            }
+            prop_assert_eq!(&switch, &desired.flows);
+            prop_assert_eq!(s.installed(), &desired.flows);
+            prop_assert_eq!(out.len(), mods.len() + usize::from(!mods.is_empty()));
+        }
+    }
+}
