@@ -633,3 +633,46 @@ mod reconciliation {
         }
     }
 }
+
+mod hostile_input {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Random bytes, in random chunks, at any phase: never a panic, and the session
+        /// either stays open or closes with a reason.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            ready in any::<bool>(),
+            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..96), 0..8),
+        ) {
+            let mut s = if ready { handshake(0, &[], 1) } else { Session::new(0, cfg()) };
+            for c in &chunks {
+                s.handle_input(SEC, c);
+                s.sync(&Desired::default());
+                let n = s.poll_transmit().len();
+                s.advance_transmit(n);
+            }
+            while s.poll_event().is_some() {}
+            prop_assert_eq!(s.is_closed(), s.close_reason().is_some());
+        }
+
+        /// Well-framed messages of every type with random bodies: skipped or handled.
+        #[test]
+        fn well_framed_random_bodies_never_panic(
+            msgs in proptest::collection::vec((0u8..32, proptest::collection::vec(any::<u8>(), 0..200)), 1..8),
+        ) {
+            let mut s = handshake(0, &[], 1);
+            for (t, body) in &msgs {
+                let mut b = vec![4, *t, 0, 0, 0, 0, 0, 9];
+                b.extend_from_slice(body);
+                let len = b.len() as u16;
+                b[2..4].copy_from_slice(&len.to_be_bytes());
+                s.handle_input(SEC, &b);
+            }
+            prop_assert!(!s.is_closed() || s.close_reason().is_some());
+            prop_assert!(s.stats().msgs_in >= msgs.len() as u64 || s.is_closed());
+        }
+    }
+}
