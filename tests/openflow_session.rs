@@ -127,6 +127,9 @@ fn handshake_default_policy_and_an_auth_delta() {
     let text = d.ctl(&["switches"]).expect("switches");
     assert!(text.contains("0000000000000001"), "{text}");
     assert!(d.ctl(&["table", "99"]).is_err());
+    let stats = d.ctl_json(&["stats"]);
+    assert_eq!(stats["openflow"]["ready"], 1, "{stats}");
+    assert_eq!(stats["openflow"]["flow_mods"], 5);
 }
 
 #[test]

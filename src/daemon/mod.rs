@@ -302,6 +302,11 @@ impl ControlHandler {
         }
         let policy = self.ask_policy(PolicyQuery::EventStats);
         let policy = policy.result.unwrap_or(Value::Null);
+        let openflow = self
+            .openflow
+            .ask(OfQuery::Summary, POLICY_TIMEOUT)
+            .result
+            .unwrap_or(Value::Null);
         json!({
             "uptime_s": (crate::io::now_ns() - self.started_ns) as f64 / 1e9,
             "workers": self.stats.len(),
@@ -329,6 +334,7 @@ impl ControlHandler {
                 "reaction_latency": policy["reaction_latency"],
                 "journal_errors": policy["journal_errors"],
             },
+            "openflow": openflow,
             "agents": agents,
         })
     }

@@ -66,6 +66,8 @@ pub enum OfQuery {
     Switches,
     /// One switch's installed and desired tables.
     Table { dpid: u64 },
+    /// Totals over all switches, for `stats`.
+    Summary,
 }
 
 /// A query with where to send the answer.
@@ -374,6 +376,7 @@ impl OfThread {
             let reply = match r.query {
                 OfQuery::Switches => Reply::ok(self.switches_json()),
                 OfQuery::Table { dpid } => self.table_json(dpid),
+                OfQuery::Summary => Reply::ok(self.summary_json()),
             };
             let _ = r.reply.send(reply);
         }
@@ -488,6 +491,28 @@ impl OfThread {
             "closed": self.closed,
             "desired": self.desired.flows.len(),
             "switches": list.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+        })
+    }
+
+    fn summary_json(&self) -> Value {
+        let sum =
+            |f: &dyn Fn(&Session) -> u64| self.conns.values().map(|c| f(&c.session)).sum::<u64>();
+        json!({
+            "listen": self.listen.to_string(),
+            "switches": self.conns.len(),
+            "ready": self
+                .conns
+                .values()
+                .filter(|c| c.session.phase() == crate::openflow::session::Phase::Ready)
+                .count(),
+            "accepted": self.accepted,
+            "closed": self.closed,
+            "desired_entries": self.desired.flows.len(),
+            "flow_mods": sum(&|s| s.stats().flow_mods),
+            "flow_mods_confirmed": sum(&|s| s.stats().flow_mods_confirmed),
+            "flow_mod_errors": sum(&|s| s.stats().flow_mod_errors),
+            "pending_barriers": sum(&|s| s.pending_barriers() as u64),
+            "malformed": sum(&|s| s.stats().malformed),
         })
     }
 

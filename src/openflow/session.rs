@@ -633,6 +633,24 @@ impl Session {
         n
     }
 
+    /// Queues a PACKET_OUT carrying `data` itself: switches like OVS report `n_buffers=0`,
+    /// so Reflex never refers to a switch buffer. Ignored before the handshake is done.
+    pub fn packet_out(&mut self, in_port: u32, actions: Vec<super::Action>, data: &[u8]) {
+        if self.phase != Phase::Ready {
+            return;
+        }
+        let xid = self.tx.xid();
+        self.tx.send(
+            xid,
+            &Message::PacketOut(super::PacketOut {
+                buffer_id: super::NO_BUFFER,
+                in_port,
+                actions,
+                data: data.to_vec(),
+            }),
+        );
+    }
+
     fn send_meter(&mut self, command: MeterModCommand, id: u32, rate: u32) {
         let (flags, bands) = match command {
             MeterModCommand::Delete => (0, Vec::new()),

@@ -676,3 +676,16 @@ mod hostile_input {
         }
     }
 }
+
+#[test]
+fn packet_out_carries_the_packet_not_a_buffer_id() {
+    let mut s = handshake(0, &[], 1);
+    take(&mut s);
+    s.packet_out(port::CONTROLLER, vec![Action::output(2)], &[0xff; 60]);
+    let out = take(&mut s);
+    let [(_, Message::PacketOut(p))] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(p.buffer_id, crate::openflow::NO_BUFFER);
+    assert_eq!(p.data.len(), 60);
+}
