@@ -337,3 +337,32 @@ fn a_silent_switch_is_probed_with_echo_then_dropped() {
         (log.contains("dead peer") && log.contains("switch session ended")).then_some(())
     });
 }
+
+#[test]
+fn many_switches_connecting_at_once_all_converge() {
+    let d = start();
+    let desired = default_desired();
+    // All connect before any handshake: the accept loop takes the whole backlog.
+    let mut all: Vec<FakeSwitch> = (1..=24)
+        .map(|i| FakeSwitch::connect(&d.openflow, 0x100 + i))
+        .collect();
+    for sw in &mut all {
+        sw.handshake(&[]);
+    }
+    for sw in &mut all {
+        assert_eq!(sw.batch().len(), desired.flows.len());
+        assert_eq!(sw.table, desired.flows);
+    }
+    auth(&d, "authenticated");
+    for sw in &mut all {
+        let mods = sw.batch();
+        assert_eq!(mods.len(), 1);
+        assert!(sw.echo().is_empty());
+    }
+    let summary = d.wait_for(Duration::from_secs(20), "all confirmed", || {
+        let s = d.ctl_json(&["stats"])["openflow"].clone();
+        (s["pending_barriers"] == 0 && s["ready"] == 24).then_some(s)
+    });
+    assert_eq!(summary["flow_mods"], 24 * 4);
+    assert_eq!(summary["flow_mods_confirmed"], 24 * 4);
+}
