@@ -366,3 +366,31 @@ fn many_switches_connecting_at_once_all_converge() {
     assert_eq!(summary["flow_mods"], 24 * 4);
     assert_eq!(summary["flow_mods_confirmed"], 24 * 4);
 }
+
+#[test]
+fn a_restarted_daemon_leaves_a_correct_switch_table_alone() {
+    let sflow = format!("127.0.0.1:{}", free_udp_port());
+    let openflow = format!("127.0.0.1:{}", free_tcp_port());
+    let args = ["--sflow", &sflow, "--workers", "1", "--openflow", &openflow];
+    let d = Daemon::start(reflex::config::DEFAULT_TOML, &args);
+    let mut sw = FakeSwitch::connect(&d.openflow, 0x42);
+    sw.handshake(&[]);
+    sw.batch();
+    auth(&d, "authenticated");
+    assert_eq!(sw.batch().len(), 1);
+    let table: Vec<_> = sw.table.iter().map(|(k, i)| entry(k, i.to_vec())).collect();
+    drop(sw);
+    let (code, dir) = d.terminate();
+    assert_eq!(code, Some(0));
+
+    // The FSM state comes back from the journal, so the desired table is the same one.
+    let d = Daemon::start_in(dir, reflex::config::DEFAULT_TOML, &args);
+    let mut sw = FakeSwitch::connect(&d.openflow, 0x42);
+    sw.handshake(&table);
+    assert!(
+        sw.echo().is_empty(),
+        "no flow-mod for a table that is already right"
+    );
+    let s = wait_in_sync(&d, "0000000000000042");
+    assert_eq!(s["flow_mods"], 0);
+}
