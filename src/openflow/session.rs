@@ -30,7 +30,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::message::emit_flow_mod;
-use super::table::{canonical_match, diff, ofctl_line, Desired, EntryKey, FlowOp, FlowTable};
+use super::table::{canonical_match, diff, ofctl_line, Desired, EntryKey, FlowOp, FlowTable, Key};
 use super::translate::meter_bands;
 use super::{
     frame, negotiate, CodecError, ErrorMsg, Features, FlowStats, FlowStatsRequest, Header, Hello,
@@ -237,7 +237,7 @@ pub struct SessionStats {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Target {
-    Flow(FlowOp, EntryKey),
+    Flow(FlowOp, Key),
     Meter(MeterModCommand, u32, u32),
 }
 
@@ -293,7 +293,7 @@ pub struct Session {
     dump_ports: Vec<Port>,
     installed: FlowTable,
     installed_meters: BTreeMap<u32, u32>,
-    dirty: BTreeSet<EntryKey>,
+    dirty: BTreeSet<Key>,
     resync: bool,
     inflight: VecDeque<InFlight>,
     barriers: VecDeque<u32>,
@@ -486,7 +486,7 @@ impl Session {
 
     /// Marks an entry whose desired form changed; the next [`sync`](Self::sync) sends what
     /// it takes (if anything) to bring the switch there.
-    pub fn mark_dirty(&mut self, key: &EntryKey) {
+    pub fn mark_dirty(&mut self, key: &Key) {
         if self.phase == Phase::Ready && !self.resync {
             self.dirty.insert(key.clone());
         }
@@ -608,9 +608,8 @@ impl Session {
         }
         // Optimistically record what was queued (an ERROR undoes it).
         for f in self.inflight.iter().skip(first_new) {
-            if let Target::Flow(op, key) = &f.target {
-                let instructions = desired.flows.get(key).unwrap_or(&[]);
-                self.installed.apply(*op, key, instructions);
+            if let Target::Flow(_, key) = &f.target {
+                self.installed.copy_entry(&desired.flows, key);
             }
         }
         // Meters last when going away, once no queued entry can still use them.
@@ -752,11 +751,11 @@ impl Session {
             }
             Message::PacketIn(_) => self.stats.packet_ins += 1,
             Message::FlowRemoved(fr) if self.phase == Phase::Ready => {
-                let key = EntryKey {
+                let key = Key::new(EntryKey {
                     table_id: fr.table_id,
                     priority: fr.priority,
                     match_: canonical_match(&fr.match_),
-                };
+                });
                 if self.installed.remove(&key) {
                     self.mark_dirty(&key);
                 }
@@ -971,7 +970,7 @@ fn send_flow(
     tx: &mut Tx,
     inflight: &mut VecDeque<InFlight>,
     op: FlowOp,
-    key: &EntryKey,
+    key: &Key,
     instructions: &[super::Instruction],
 ) -> bool {
     let xid = tx.xid();

@@ -426,10 +426,10 @@ fn deltas_send_changed_keys_once_in_their_latest_form() {
     let mut s = handshake(0, &[], 1);
     s.sync(&desired);
     take(&mut s);
-    let k = host_key(0, 65535, 1);
-    desired.flows.insert(k.clone(), &[]);
+    let k = Key::new(host_key(0, 65535, 1));
+    desired.flows.insert((*k).clone(), &[]);
     s.mark_dirty(&k);
-    desired.flows.insert(k.clone(), &goto1());
+    desired.flows.insert((*k).clone(), &goto1());
     s.mark_dirty(&k);
     assert_eq!(s.sync(&desired), 1);
     let out = take(&mut s);

@@ -13,6 +13,10 @@
 //! Entries are keyed like OpenFlow's strict commands, on (table, priority, match), so the
 //! difference maps one to one onto DELETE_STRICT, ADD and MODIFY_STRICT ([`diff`]).
 //!
+//! Keys and instruction lists are shared (`Arc`) between the desired table, every
+//! session's installed table and its in-flight records, so queuing a flow-mod and
+//! recording it as installed copies no match and no instruction list.
+//!
 //! Table-miss: Reflex installs no table-miss entry of its own. The compiler ends every
 //! table it uses with a priority-0 match-all rule (goto the next table, or the last table's
 //! output), so the policy is total; a table the policy does not use stays empty and, with
@@ -22,6 +26,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use crate::policy;
 
@@ -115,10 +120,15 @@ impl FlowOp {
     }
 }
 
+/// A shared key.
+pub type Key = Arc<EntryKey>;
+/// A shared, canonical instruction list.
+pub type Instructions = Arc<[Instruction]>;
+
 /// A flow table: canonical entries in key order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlowTable {
-    entries: BTreeMap<EntryKey, Vec<Instruction>>,
+    entries: BTreeMap<Key, Instructions>,
 }
 
 impl FlowTable {
@@ -139,19 +149,37 @@ impl FlowTable {
 
     /// The instructions of the entry with this key.
     pub fn get(&self, key: &EntryKey) -> Option<&[Instruction]> {
-        self.entries.get(key).map(Vec::as_slice)
+        self.entries.get(key).map(|v| &v[..])
     }
 
     /// Entries in key order (table, priority ascending, match).
     pub fn iter(&self) -> impl Iterator<Item = (&EntryKey, &[Instruction])> {
-        self.entries.iter().map(|(k, v)| (k, v.as_slice()))
+        self.entries.iter().map(|(k, v)| (&**k, &v[..]))
+    }
+
+    /// Makes this table's entry for `key` what it is in `other` (removed if absent there),
+    /// sharing `other`'s parts.
+    pub fn copy_entry(&mut self, other: &FlowTable, key: &EntryKey) {
+        match other.entries.get_key_value(key) {
+            Some((k, v)) => {
+                self.entries.insert(k.clone(), v.clone());
+            }
+            None => {
+                self.entries.remove(key);
+            }
+        }
+    }
+
+    /// Inserts an entry whose parts are already shared and canonical.
+    pub fn insert_shared(&mut self, key: Key, instructions: Instructions) {
+        self.entries.insert(key, instructions);
     }
 
     /// Inserts or replaces an entry; the key must be canonical (from [`EntryKey::new`]),
     /// the instructions are made canonical here.
     pub fn insert(&mut self, key: EntryKey, instructions: &[Instruction]) {
         self.entries
-            .insert(key, canonical_instructions(instructions));
+            .insert(Arc::new(key), canonical_instructions(instructions).into());
     }
 
     /// Removes an entry; true if it was there.
@@ -190,7 +218,10 @@ impl FlowTable {
                 self.entries.remove(key);
             }
             FlowOp::Add | FlowOp::Modify => {
-                self.entries.insert(key.clone(), instructions.to_vec());
+                self.entries.insert(
+                    Arc::new(key.clone()),
+                    canonical_instructions(instructions).into(),
+                );
             }
         }
     }
@@ -212,7 +243,7 @@ impl FlowTable {
 pub fn diff<'a>(
     old: &'a FlowTable,
     new: &'a FlowTable,
-) -> Vec<(FlowOp, &'a EntryKey, &'a [Instruction])> {
+) -> Vec<(FlowOp, &'a Key, &'a [Instruction])> {
     let mut out = Vec::new();
     let mut a = old.entries.iter().peekable();
     let mut b = new.entries.iter().peekable();
@@ -224,7 +255,7 @@ pub fn diff<'a>(
                 a.next();
             }
             (None, Some((kb, ib))) => {
-                out.push((FlowOp::Add, *kb, ib.as_slice()));
+                out.push((FlowOp::Add, *kb, &ib[..]));
                 b.next();
             }
             (Some((ka, ia)), Some((kb, ib))) => match ka.cmp(kb) {
@@ -233,12 +264,12 @@ pub fn diff<'a>(
                     a.next();
                 }
                 std::cmp::Ordering::Greater => {
-                    out.push((FlowOp::Add, *kb, ib.as_slice()));
+                    out.push((FlowOp::Add, *kb, &ib[..]));
                     b.next();
                 }
                 std::cmp::Ordering::Equal => {
                     if ia != ib {
-                        out.push((FlowOp::Modify, *kb, ib.as_slice()));
+                        out.push((FlowOp::Modify, *kb, &ib[..]));
                     }
                     a.next();
                     b.next();
@@ -260,7 +291,7 @@ pub struct Desired {
 /// complete new meter set (meters are few).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DesiredDelta {
-    pub flows: Vec<(EntryKey, Option<Vec<Instruction>>)>,
+    pub flows: Vec<(Key, Option<Instructions>)>,
     pub meters: BTreeMap<u32, u32>,
 }
 
@@ -305,7 +336,7 @@ impl Desired {
     pub fn apply(&mut self, delta: &DesiredDelta) {
         for (k, v) in &delta.flows {
             match v {
-                Some(i) => self.flows.insert(k.clone(), i),
+                Some(i) => self.flows.insert_shared(k.clone(), i.clone()),
                 None => {
                     self.flows.remove(k);
                 }
@@ -334,11 +365,12 @@ pub fn delta_from_policy(
             actions: Vec::new(),
         };
         match translate_rule(&probe) {
-            Ok(entries) => out.flows.extend(
-                entries
-                    .iter()
-                    .map(|e| (EntryKey::new(e.table_id, e.priority, &e.match_), None)),
-            ),
+            Ok(entries) => out.flows.extend(entries.iter().map(|e| {
+                (
+                    Arc::new(EntryKey::new(e.table_id, e.priority, &e.match_)),
+                    None,
+                )
+            })),
             Err(e) => errors.push((k.clone(), e)),
         }
     }
@@ -346,8 +378,8 @@ pub fn delta_from_policy(
         match translate_rule(r) {
             Ok(entries) => out.flows.extend(entries.iter().map(|e| {
                 (
-                    EntryKey::new(e.table_id, e.priority, &e.match_),
-                    Some(canonical_instructions(&e.instructions)),
+                    Arc::new(EntryKey::new(e.table_id, e.priority, &e.match_)),
+                    Some(canonical_instructions(&e.instructions).into()),
                 )
             })),
             Err(e) => errors.push((r.key(), e)),
@@ -585,7 +617,7 @@ mod tests {
         new.insert(key(0, 10, 3), &[]);
         let ops: Vec<_> = diff(&old, &new)
             .into_iter()
-            .map(|(o, k, _)| (o, k.clone()))
+            .map(|(o, k, _)| (o, (**k).clone()))
             .collect();
         assert_eq!(
             ops,
