@@ -22,6 +22,15 @@
 //! names a flow-mod is reported against that flow-mod (and the entry is dropped from the
 //! installed table, so `table` shows it missing instead of pretending).
 //!
+//! Meters: desired meters are added (or modified) before the flow-mods that may use them
+//! and deleted after them. The switch's meters are not read at connect: an ADD answered by
+//! OFPMMFC_METER_EXISTS (a meter left by an earlier run) is turned into a MODIFY.
+//!
+//! Back-pressure: flow-mods are queued only while the output queue is below
+//! `max_output`; above it the work stays pending (resumed by the next sync) and
+//! [`Session::wants_input`] turns false so the driver stops reading a switch that is not
+//! reading us.
+//!
 //! Liveness: after `echo_interval` of silence the session sends an ECHO_REQUEST; after
 //! `echo_timeout` without any message it closes as a dead peer. A stream whose framing is
 //! broken (length below 8, version 0) cannot be resynchronized and closes the session; a
