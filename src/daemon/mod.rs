@@ -1,6 +1,6 @@
 //! reflexd's wiring: binds every socket first (so a busy port fails before anything runs),
-//! then starts the ingest workers, the event thread and the control thread, and stops them
-//! all on SIGTERM/SIGINT.
+//! then starts the ingest workers, the OpenFlow thread, the policy thread and the control
+//! thread, and stops them all on SIGTERM/SIGINT.
 //!
 //! Threads share nothing mutable on the measurement path: workers publish counters through
 //! their own atomics and send events and periodic reports over bounded channels.
@@ -26,8 +26,10 @@ use crate::ingest::{self, Event, IngestCore, WorkerReport, WorkerShell, WorkerSt
 use crate::policy::engine::PolicyEngine;
 use crate::sflow::DecodeError;
 
+pub mod openflow;
 pub mod policy;
 
+use openflow::{OfClient, OfQuery, OpenflowServer};
 use policy::{PolicyQuery, PolicyRequest, PolicyThread};
 
 /// How long the control thread waits for the policy thread.
@@ -113,12 +115,14 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for sFlow on udp {}", config.sflow.listen))?;
         sockets.push(s);
     }
+    let openflow_server = OpenflowServer::bind(config.openflow.listen)?;
     let rcvbuf = sockets.first().map_or(0, crate::io::udp::rcvbuf);
     tracing::info!(
         sflow = %config.sflow.listen,
         workers,
         rcvbuf,
         control = %config.control.socket.display(),
+        openflow = %openflow_server.local_addr(),
         "reflexd listening"
     );
 
@@ -168,12 +172,21 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
     drop(event_tx);
     drop(report_tx);
 
+    let session_config = crate::openflow::session::SessionConfig {
+        echo_interval_ns: (config.openflow.echo_interval * 1e9) as u64,
+        echo_timeout_ns: (config.openflow.echo_timeout * 1e9) as u64,
+        ..Default::default()
+    };
+    let (openflow_thread, sink, openflow) =
+        openflow::spawn(openflow_server, session_config, stop.clone())?;
+    threads.push(openflow_thread);
+
     let engine = PolicyEngine::from_config(&config)?;
     let policy = PolicyThread::new(
         engine,
         Some(&config.state.dir),
         config.state.compact_after,
-        Box::new(policy::NoSink),
+        Box::new(sink),
         names.clone(),
     )?;
     let (policy_tx, policy_rx) = bounded::<PolicyRequest>(64);
@@ -192,6 +205,7 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
         reports: report_rx,
         latest: HashMap::new(),
         policy: policy_tx,
+        openflow,
         started_ns: crate::io::now_ns(),
         config: config.clone(),
     };
@@ -215,6 +229,7 @@ struct ControlHandler {
     reports: Receiver<WorkerReport>,
     latest: HashMap<usize, WorkerReport>,
     policy: Sender<PolicyRequest>,
+    openflow: OfClient,
     started_ns: u64,
     config: Config,
 }
@@ -229,9 +244,13 @@ impl Handler for ControlHandler {
             })),
             Request::Stats => Reply::ok(self.stats_json()),
             Request::Flows { name, max } => self.flows_json(&name, max),
-            Request::Switches | Request::Table { .. } => {
-                Reply::error("no OpenFlow server in this build of reflexd")
-            }
+            Request::Switches => self.openflow.ask(OfQuery::Switches, POLICY_TIMEOUT),
+            Request::Table { dpid } => match openflow::parse_dpid(&dpid) {
+                Some(dpid) => self.openflow.ask(OfQuery::Table { dpid }, POLICY_TIMEOUT),
+                None => Reply::error(format!(
+                    "`{dpid}` is not a datapath id (decimal, 0x-hex, or 16 hex digits)"
+                )),
+            },
             other => self.ask_policy(PolicyQuery::Control(other)),
         }
     }
@@ -283,6 +302,11 @@ impl ControlHandler {
         }
         let policy = self.ask_policy(PolicyQuery::EventStats);
         let policy = policy.result.unwrap_or(Value::Null);
+        let openflow = self
+            .openflow
+            .ask(OfQuery::Summary, POLICY_TIMEOUT)
+            .result
+            .unwrap_or(Value::Null);
         json!({
             "uptime_s": (crate::io::now_ns() - self.started_ns) as f64 / 1e9,
             "workers": self.stats.len(),
@@ -310,6 +334,7 @@ impl ControlHandler {
                 "reaction_latency": policy["reaction_latency"],
                 "journal_errors": policy["journal_errors"],
             },
+            "openflow": openflow,
             "agents": agents,
         })
     }
