@@ -50,6 +50,11 @@ pub enum Request {
     Policy,
     /// Check the configured assertions on the compiled tables.
     Check,
+    /// Recent FSM changes, newest last.
+    Changes {
+        #[serde(default = "default_max")]
+        max: usize,
+    },
     /// Connected switches.
     Switches,
     /// A switch's installed and desired tables.

@@ -26,7 +26,9 @@ use crate::ingest::{self, Event, IngestCore, WorkerReport, WorkerShell, WorkerSt
 use crate::policy::engine::PolicyEngine;
 use crate::sflow::DecodeError;
 
+pub mod changes;
 pub mod policy;
+pub mod report;
 
 use policy::{PolicyQuery, PolicyRequest, PolicyThread};
 
@@ -41,6 +43,7 @@ pub struct Overrides {
     pub workers: Option<usize>,
     pub openflow: Option<SocketAddr>,
     pub state_dir: Option<PathBuf>,
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Bound of the event channel towards the policy thread.
@@ -95,6 +98,9 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
     if let Some(dir) = overrides.state_dir {
         config.state.dir = dir;
     }
+    if let Some(addr) = overrides.metrics {
+        config.metrics.listen = Some(addr);
+    }
     let workers = config.worker_count();
     let names = Arc::new(Names {
         defs: flow_defs(&config)?,
@@ -113,6 +119,7 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for sFlow on udp {}", config.sflow.listen))?;
         sockets.push(s);
     }
+    let metrics = crate::metrics::bind(config.metrics.listen)?;
     let rcvbuf = sockets.first().map_or(0, crate::io::udp::rcvbuf);
     tracing::info!(
         sflow = %config.sflow.listen,
@@ -195,7 +202,17 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
         started_ns: crate::io::now_ns(),
         config: config.clone(),
     };
+    let (local, local_rx) = crate::control::local::channel();
+    let handler = crate::control::local::WithLocal::new(Box::new(handler), local_rx);
     let control_thread = server::spawn(control, Box::new(handler), stop.clone())?;
+    // The OpenFlow server fills these (see `OpenflowMetrics`); until then they read 0.
+    let openflow_metrics = Arc::new(crate::metrics::OpenflowMetrics::default());
+    threads.extend(crate::metrics::spawn(
+        metrics,
+        local,
+        openflow_metrics,
+        stop.clone(),
+    )?);
 
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
@@ -286,6 +303,8 @@ impl ControlHandler {
         json!({
             "uptime_s": (crate::io::now_ns() - self.started_ns) as f64 / 1e9,
             "workers": self.stats.len(),
+            "flows": self.names.defs.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+            "per_worker": report::per_worker(&self.stats, &self.latest),
             "sflow": {
                 "listen": self.config.sflow.listen.to_string(),
                 "datagrams": sum(&|s| s.datagrams.load(r)),
@@ -309,6 +328,7 @@ impl ControlHandler {
                 "latency": policy["latency"],
                 "reaction_latency": policy["reaction_latency"],
                 "journal_errors": policy["journal_errors"],
+                "fsm_changes": policy["fsm_changes"],
             },
             "agents": agents,
         })
@@ -345,6 +365,7 @@ impl ControlHandler {
             "value": format!("{:?}", def.value).to_lowercase(),
             "filter": def.filter.as_ref().map(|f| f.to_string()),
             "t": def.t,
+            "thresholds": report::thresholds_on(&self.config, &def.name),
             "top": top,
         }))
     }
