@@ -13,6 +13,7 @@ pub mod io;
 pub mod journal;
 pub mod metrics;
 pub mod openflow;
+pub mod ops;
 pub mod packet;
 pub mod policy;
 pub mod sflow;
