@@ -251,7 +251,7 @@ pub fn render(v: &View, cols: usize, rows: usize) -> String {
     let cols = cols.max(20);
     let rows = rows.max(3);
     let mut head = vec![format!(
-        "reflex top  {}  up {}  {} workers  {}   (q to quit)",
+        "reflex top  {}  up {}  {} workers  {} UTC   (q to quit)",
         v.socket,
         duration(v.uptime_s),
         v.workers,
