@@ -155,6 +155,16 @@ fn record_top_and_chart_follow_a_replayed_flood() {
         "{frame}"
     );
 
+    let changes = d.ctl(&["changes"]).unwrap();
+    assert!(
+        changes
+            .lines()
+            .any(|l| l.contains("auth") && l.contains("10.0.0.1") && l.ends_with("threshold")),
+        "{changes}"
+    );
+    let changes = d.ctl_json(&["changes", "-n", "1"]);
+    assert_eq!(changes["changes"].as_array().unwrap().len(), 1, "{changes}");
+
     // The chart of the recording.
     let png = d.dir.path().join("h1.png");
     let chart = ctl(&d)

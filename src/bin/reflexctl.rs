@@ -91,7 +91,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let request = match &cli.command {
-        Command::Ops(op) => return reflex::ops::run(op, &cli.socket, cli.timeout),
+        Command::Ops(op) => return reflex::ops::run(op, &cli.socket, cli.timeout, cli.json),
         Command::Stats => Request::Stats,
         Command::Flows { name, max } => Request::Flows {
             name: name.clone(),

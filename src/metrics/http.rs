@@ -147,6 +147,7 @@ pub struct Server {
     addr: SocketAddr,
     conns: HashMap<Token, Conn>,
     next_token: usize,
+    client_timeout: Duration,
 }
 
 impl Server {
@@ -163,7 +164,14 @@ impl Server {
             addr,
             conns: HashMap::new(),
             next_token: 1,
+            client_timeout: CLIENT_TIMEOUT,
         })
+    }
+
+    /// Gives clients `timeout` instead of [`CLIENT_TIMEOUT`].
+    pub fn with_client_timeout(mut self, timeout: Duration) -> Server {
+        self.client_timeout = timeout;
+        self
     }
 
     /// The bound address (with the real port when bound to port 0).
@@ -243,7 +251,7 @@ impl Server {
                                 input: Vec::new(),
                                 output: Vec::new(),
                                 answered: false,
-                                deadline: Instant::now() + CLIENT_TIMEOUT,
+                                deadline: Instant::now() + self.client_timeout,
                             },
                         );
                     }
@@ -366,6 +374,36 @@ mod tests {
         c.read_to_string(&mut got).unwrap();
         assert!(got.starts_with("HTTP/1.1 200 OK"), "{got}");
         assert!(got.ends_with("\r\n\r\nup 1\n"), "{got}");
+        stop.store(true, Ordering::Relaxed);
+        t.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn slow_clients_are_cut_off_at_the_deadline() {
+        use std::io::{Read, Write};
+        let server = Server::bind("127.0.0.1:0".parse().unwrap())
+            .unwrap()
+            .with_client_timeout(Duration::from_millis(300));
+        let addr = server.local_addr();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let t = std::thread::spawn(move || server.run(|| Ok("up 1\n".into()), &s2));
+        let mut slow = std::net::TcpStream::connect(addr).unwrap();
+        slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        slow.write_all(b"GET /metr").unwrap();
+        let started = Instant::now();
+        let mut got = Vec::new();
+        // The server closes without answering; read sees EOF (or a reset).
+        let _ = slow.read_to_end(&mut got);
+        assert!(got.is_empty(), "{got:?}");
+        assert!(started.elapsed() < Duration::from_secs(4));
+        // An oversized head is refused at once.
+        let mut big = std::net::TcpStream::connect(addr).unwrap();
+        big.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = big.write_all(&vec![b'A'; MAX_REQUEST + 10]);
+        let mut reply = String::new();
+        let _ = big.read_to_string(&mut reply);
+        assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
         stop.store(true, Ordering::Relaxed);
         t.join().unwrap().unwrap();
     }

@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +21,8 @@ pub mod http;
 
 /// How long a scrape waits for the control thread.
 const STATS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Scrapes closer together than this get the previous body.
+const REUSE_FOR: Duration = Duration::from_millis(100);
 
 /// `[metrics]` in the configuration.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -80,10 +82,21 @@ pub fn spawn(
         return Ok(None);
     };
     tracing::info!(metrics = %server.local_addr(), "serving Prometheus metrics on /metrics");
+    // A scrape flood must not turn into a flood of `stats` on the control thread.
+    let mut cached: Option<(Instant, String)> = None;
     let source = move || -> Result<String, String> {
+        if let Some((at, body)) = &cached {
+            if at.elapsed() < REUSE_FOR {
+                return Ok(body.clone());
+            }
+        }
         let reply = control.request(Request::Stats, STATS_TIMEOUT);
         match (reply.ok, reply.result) {
-            (true, Some(stats)) => Ok(exposition::render(&stats, &openflow)),
+            (true, Some(stats)) => {
+                let body = exposition::render(&stats, &openflow);
+                cached = Some((Instant::now(), body.clone()));
+                Ok(body)
+            }
             _ => Err(reply.error.unwrap_or_else(|| "no stats".into())),
         }
     };

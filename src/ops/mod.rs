@@ -29,6 +29,11 @@ pub enum OpsCommand {
         #[arg(long, short = 'n', default_value_t = 10)]
         max: usize,
     },
+    /// Recent FSM changes (threshold reactions, control events, expired holds).
+    Changes {
+        #[arg(long, short = 'n', default_value_t = 20)]
+        max: usize,
+    },
     /// Record a key's rate in a flow, the thresholds, events and FSM changes, as JSON lines.
     Record {
         /// Flow name (e.g. ddos).
@@ -76,8 +81,8 @@ fn seconds(what: &str, v: f64, min: f64) -> Result<Duration, String> {
 }
 
 /// Runs one of the tools; `timeout` (seconds) bounds each control reply.
-pub fn run(cmd: &OpsCommand, socket: &Path, timeout: f64) -> ExitCode {
-    match run_inner(cmd, socket, timeout) {
+pub fn run(cmd: &OpsCommand, socket: &Path, timeout: f64, json: bool) -> ExitCode {
+    match run_inner(cmd, socket, timeout, json) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("reflexctl: {e}");
@@ -86,9 +91,31 @@ pub fn run(cmd: &OpsCommand, socket: &Path, timeout: f64) -> ExitCode {
     }
 }
 
-fn run_inner(cmd: &OpsCommand, socket: &Path, timeout: f64) -> Result<ExitCode, String> {
+fn run_inner(
+    cmd: &OpsCommand,
+    socket: &Path,
+    timeout: f64,
+    json: bool,
+) -> Result<ExitCode, String> {
     let timeout = Duration::from_secs_f64(timeout.clamp(0.01, 3600.0));
     match cmd {
+        OpsCommand::Changes { max } => {
+            let mut c = crate::control::client::Client::connect(socket, timeout)
+                .map_err(|e| e.to_string())?;
+            let reply = c
+                .request(&crate::control::protocol::Request::Changes { max: *max })
+                .map_err(|e| e.to_string())?;
+            let v = match (reply.ok, reply.result) {
+                (true, Some(v)) => v,
+                _ => return Err(reply.error.unwrap_or_else(|| "request failed".into())),
+            };
+            if json {
+                println!("{v}");
+            } else {
+                print!("{}", format_changes(&v));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         OpsCommand::Top {
             interval,
             once,
@@ -173,4 +200,25 @@ fn run_inner(cmd: &OpsCommand, socket: &Path, timeout: f64) -> Result<ExitCode, 
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The `changes` reply as a table.
+pub fn format_changes(v: &serde_json::Value) -> String {
+    let mut out = format!(
+        "{:<24} {:<12} {:<28} {:<16} {:<16} {:<10}\n",
+        "TIME", "MODULE", "KEY", "FROM", "TO", "CAUSE"
+    );
+    for c in v["changes"].as_array().into_iter().flatten() {
+        let s = |k: &str| c[k].as_str().unwrap_or("?").to_owned();
+        out.push_str(&format!(
+            "{:<24} {:<12} {:<28} {:<16} {:<16} {:<10}\n",
+            s("time"),
+            s("module"),
+            s("key"),
+            s("from"),
+            s("to"),
+            s("cause")
+        ));
+    }
+    out.lines().map(|l| format!("{}\n", l.trim_end())).collect()
 }
