@@ -214,6 +214,7 @@ mod tests {
             Request::Stats,
             Request::Ping,
             Request::Events { max: 7 },
+            Request::Changes { max: 3 },
             Request::Flows {
                 name: "x".into(),
                 max: 1,

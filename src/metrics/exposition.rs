@@ -152,6 +152,16 @@ pub fn render(stats: &Value, openflow: &OpenflowMetrics) -> String {
         .unwrap_or_default();
     let wlabel = |w: &Value| vec![("worker", w["worker"].to_string())];
 
+    o.family(
+        "reflex_build_info",
+        Kind::Gauge,
+        "Always 1; the version label says which reflexd this is.",
+    );
+    o.sample(
+        "reflex_build_info",
+        &[("version", env!("CARGO_PKG_VERSION").to_owned())],
+        1.0,
+    );
     o.single(
         "reflex_uptime_seconds",
         Kind::Gauge,
@@ -394,6 +404,7 @@ mod tests {
         let text = render(&stats(), &OpenflowMetrics::default());
         for want in [
             "reflex_uptime_seconds 12.5\n",
+            "reflex_build_info{version=\"0.1.0\"} 1\n",
             "reflex_sflow_datagrams_total{worker=\"0\"} 10\n",
             "reflex_sflow_datagrams_total{worker=\"1\"} 5\n",
             "reflex_sflow_samples_total{worker=\"0\",kind=\"flow\"} 70\n",
