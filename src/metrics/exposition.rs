@@ -404,7 +404,6 @@ mod tests {
         let text = render(&stats(), &OpenflowMetrics::default());
         for want in [
             "reflex_uptime_seconds 12.5\n",
-            "reflex_build_info{version=\"0.1.0\"} 1\n",
             "reflex_sflow_datagrams_total{worker=\"0\"} 10\n",
             "reflex_sflow_datagrams_total{worker=\"1\"} 5\n",
             "reflex_sflow_samples_total{worker=\"0\",kind=\"flow\"} 70\n",
@@ -423,6 +422,11 @@ mod tests {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
         assert!(text.contains("no OpenFlow server feeds this metric"));
+        let build = format!(
+            "reflex_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.contains(&build), "{text}");
     }
 
     #[test]
