@@ -193,6 +193,20 @@ fn record_top_and_chart_follow_a_replayed_flood() {
     assert_eq!((w, h), (800, 400));
     // A blank 800x400 PNG compresses to well under a kilobyte.
     assert!(bytes.len() > 4000, "{} bytes", bytes.len());
+
+    // Without text (no font needed) the chart is still drawn.
+    let bare = d.dir.path().join("bare.png");
+    let chart = ctl(&d)
+        .arg("chart")
+        .arg(&out)
+        .args(["--no-text", "--size", "400x300", "-o"])
+        .arg(&bare)
+        .output()
+        .unwrap();
+    assert!(chart.status.success());
+    let bytes = std::fs::read(&bare).unwrap();
+    assert_eq!(u32::from_be_bytes(bytes[16..20].try_into().unwrap()), 400);
+    assert!(bytes.len() > 1000, "{} bytes", bytes.len());
 }
 
 #[test]
@@ -230,6 +244,22 @@ fn tools_fail_clearly_on_bad_input_and_without_a_daemon() {
     assert!(String::from_utf8_lossy(&chart.stderr).contains("line 2"));
     let missing = run(&["chart", "/nonexistent.jsonl", "-o", png.to_str().unwrap()]);
     assert_eq!(missing.status.code(), Some(2));
+    let good = dir.path().join("good.jsonl");
+    std::fs::write(
+        &good,
+        "{\"t\": 1, \"reflex_rate\": 2}\n{\"t\": 2, \"reflex_rate\": 3}\n",
+    )
+    .unwrap();
+    let font = run(&[
+        "chart",
+        good.to_str().unwrap(),
+        "-o",
+        png.to_str().unwrap(),
+        "--font",
+        "/nonexistent.ttf",
+    ]);
+    assert_eq!(font.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&font.stderr).contains("font /nonexistent.ttf"));
     let size = run(&[
         "chart",
         bad.to_str().unwrap(),

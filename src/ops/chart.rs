@@ -2,10 +2,10 @@
 //! it and as the switch's port counters saw it, the threshold line, and the moment of the
 //! block, drawn to PNG with plotters' bitmap backend.
 //!
-//! Text needs a TrueType font: [`load_font`] registers the first of `--font`,
-//! `$REFLEX_CHART_FONT` and the usual DejaVu Sans paths (Debian's `fonts-dejavu-core`). With
-//! none, the chart is drawn without any text (lines, mesh and marks only) rather than not
-//! at all.
+//! Text needs a TrueType font: [`load_font`] registers `--font` (or `$REFLEX_CHART_FONT`),
+//! else the first of the usual DejaVu Sans paths (Debian's `fonts-dejavu-core`). With none
+//! (or `--no-text`), the chart is drawn without any text (lines, mesh and marks only)
+//! rather than not at all.
 
 use std::path::{Path, PathBuf};
 
@@ -24,25 +24,25 @@ const FONT_PATHS: &[&str] = &[
 
 const FAMILY: &str = "sans-serif";
 
-/// Registers a font for the chart's text; the path it came from, or `None` (no text).
-pub fn load_font(explicit: Option<&Path>) -> Option<PathBuf> {
-    let env = std::env::var_os("REFLEX_CHART_FONT").map(PathBuf::from);
-    let candidates = explicit
-        .map(Path::to_path_buf)
-        .into_iter()
-        .chain(env)
-        .chain(FONT_PATHS.iter().map(PathBuf::from));
-    for path in candidates {
-        let Ok(bytes) = std::fs::read(&path) else {
-            continue;
-        };
-        // plotters keeps fonts for the life of the process.
-        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-        if plotters::style::register_font(FAMILY, FontStyle::Normal, bytes).is_ok() {
-            return Some(path);
-        }
+/// Registers `path` as the chart's font.
+pub fn register(path: &Path) -> Result<(), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("font {}: {e}", path.display()))?;
+    // plotters keeps fonts for the life of the process.
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    plotters::style::register_font(FAMILY, FontStyle::Normal, bytes)
+        .map_err(|_| format!("font {}: not a TrueType/OpenType font", path.display()))
+}
+
+/// Registers the font for the chart's text: `explicit` (an error if unusable), else the
+/// first usable of the usual DejaVu Sans paths. `Ok(None)`: no font, no text.
+pub fn load_font(explicit: Option<&Path>) -> Result<Option<PathBuf>, String> {
+    if let Some(path) = explicit {
+        return register(path).map(|()| Some(path.to_path_buf()));
     }
-    None
+    Ok(FONT_PATHS
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| register(p).is_ok()))
 }
 
 /// What to draw besides the series.
@@ -310,7 +310,7 @@ mod tests {
 
     #[test]
     fn text_is_drawn_with_a_font() {
-        let Some(_) = load_font(None) else {
+        let Ok(Some(_)) = load_font(None) else {
             eprintln!("no DejaVu font here; text rendering not tested");
             return;
         };
@@ -318,6 +318,14 @@ mod tests {
         let plain = render_rgb(&s, &Look::for_series(&s, false), 640, 360).unwrap();
         let text = render_rgb(&s, &Look::for_series(&s, true), 640, 360).unwrap();
         assert_ne!(plain, text);
+    }
+
+    #[test]
+    fn an_unusable_font_is_an_error() {
+        assert!(load_font(Some(Path::new("/nonexistent.ttf")))
+            .unwrap_err()
+            .contains("/nonexistent.ttf"));
+        assert!(register(Path::new("/etc/hostname")).is_err());
     }
 
     #[test]

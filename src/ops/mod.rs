@@ -69,6 +69,9 @@ pub enum OpsCommand {
         /// TrueType font for the text (default: DejaVu Sans; no text if none is found).
         #[arg(long, env = "REFLEX_CHART_FONT")]
         font: Option<PathBuf>,
+        /// Draw no text at all (no font needed).
+        #[arg(long, conflicts_with = "font")]
+        no_text: bool,
     },
 }
 
@@ -168,6 +171,7 @@ fn run_inner(
             size,
             title,
             font,
+            no_text,
         } => {
             let (w, h) = chart::parse_size(size)?;
             let mut s = series::Series::default();
@@ -178,8 +182,12 @@ fn run_inner(
                     series::Series::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?,
                 );
             }
-            let font = chart::load_font(font.as_deref());
-            if font.is_none() {
+            let font = if *no_text {
+                None
+            } else {
+                chart::load_font(font.as_deref())?
+            };
+            if font.is_none() && !no_text {
                 eprintln!(
                     "reflexctl: no TrueType font found (install fonts-dejavu-core or pass --font); \
                      drawing the chart without text"
