@@ -119,7 +119,7 @@ const WORKER_COUNTERS: &[(&str, &str, &str)] = &[
     ),
     (
         "agent_restarts",
-        "reflex_sflow_agent_restarts_total",
+        "reflex_sflow_sequence_restarts_total",
         "Agent sequence numbers that went back (agent restarted), by ingest worker.",
     ),
     (
@@ -259,7 +259,7 @@ pub fn render(stats: &Value, openflow: &OpenflowMetrics) -> String {
         ),
         (
             "restarts",
-            "reflex_sflow_agent_restarts_by_agent_total",
+            "reflex_sflow_agent_restarts_total",
             "Sequence numbers that went back (agent restarts), by agent.",
         ),
         (
