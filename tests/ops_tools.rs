@@ -273,3 +273,29 @@ fn tools_fail_clearly_on_bad_input_and_without_a_daemon() {
     assert_eq!(interval.status.code(), Some(2));
     assert!(!png.exists());
 }
+
+#[test]
+fn live_top_refreshes_and_restores_the_screen_on_sigint() {
+    let port = free_udp_port();
+    let d = Daemon::start(&config(port), &[]);
+    let child = ctl(&d)
+        .args(["top", "-d", "0.1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("\x1b[?1049h\x1b[?25l"), "{text:?}");
+    assert!(text.ends_with("\x1b[?25h\x1b[?1049l"), "{text:?}");
+    assert!(
+        text.matches("reflex top").count() >= 2,
+        "refreshed: {text:?}"
+    );
+}

@@ -134,6 +134,9 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
         signal_hook::flag::register(sig, stop.clone()).context("cannot install signal handler")?;
     }
 
+    // The OpenFlow server fills these (`mark_wired`, then the counters); else they read 0.
+    let openflow_metrics = Arc::new(crate::metrics::OpenflowMetrics::default());
+
     let (event_tx, event_rx) = bounded::<Event>(EVENT_QUEUE);
     let (report_tx, report_rx) = bounded::<WorkerReport>(workers * 4);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -205,8 +208,6 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
     let (local, local_rx) = crate::control::local::channel();
     let handler = crate::control::local::WithLocal::new(Box::new(handler), local_rx);
     let control_thread = server::spawn(control, Box::new(handler), stop.clone())?;
-    // The OpenFlow server fills these (see `OpenflowMetrics`); until then they read 0.
-    let openflow_metrics = Arc::new(crate::metrics::OpenflowMetrics::default());
     threads.extend(crate::metrics::spawn(
         metrics,
         local,
