@@ -84,11 +84,14 @@ enum Command {
         /// Datapath id (decimal, or hex with 0x).
         dpid: String,
     },
+    #[command(flatten)]
+    Ops(reflex::ops::OpsCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let request = match &cli.command {
+        Command::Ops(op) => return reflex::ops::run(op, &cli.socket, cli.timeout, cli.json),
         Command::Stats => Request::Stats,
         Command::Flows { name, max } => Request::Flows {
             name: name.clone(),
@@ -153,6 +156,7 @@ fn main() -> ExitCode {
         }
         Command::Switches => print_switches(&result),
         Command::Table { .. } => print_table(&result),
+        Command::Ops(_) => {}
         Command::Ping => println!(
             "reflexd {} up {:.1} s",
             result["version"].as_str().unwrap_or("?"),

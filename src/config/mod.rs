@@ -47,6 +47,8 @@ pub struct Config {
     pub reactions: Vec<ReactionConfig>,
     #[serde(default, rename = "assertion")]
     pub assertions: Vec<AssertionConfig>,
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// OpenFlow controller settings.

@@ -26,8 +26,10 @@ use crate::ingest::{self, Event, IngestCore, WorkerReport, WorkerShell, WorkerSt
 use crate::policy::engine::PolicyEngine;
 use crate::sflow::DecodeError;
 
+pub mod changes;
 pub mod openflow;
 pub mod policy;
+pub mod report;
 
 use openflow::{OfClient, OfQuery, OpenflowServer};
 use policy::{PolicyQuery, PolicyRequest, PolicyThread};
@@ -43,6 +45,7 @@ pub struct Overrides {
     pub workers: Option<usize>,
     pub openflow: Option<SocketAddr>,
     pub state_dir: Option<PathBuf>,
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Bound of the event channel towards the policy thread.
@@ -97,6 +100,9 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
     if let Some(dir) = overrides.state_dir {
         config.state.dir = dir;
     }
+    if let Some(addr) = overrides.metrics {
+        config.metrics.listen = Some(addr);
+    }
     let workers = config.worker_count();
     let names = Arc::new(Names {
         defs: flow_defs(&config)?,
@@ -116,6 +122,7 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
         sockets.push(s);
     }
     let openflow_server = OpenflowServer::bind(config.openflow.listen)?;
+    let metrics = crate::metrics::bind(config.metrics.listen)?;
     let rcvbuf = sockets.first().map_or(0, crate::io::udp::rcvbuf);
     tracing::info!(
         sflow = %config.sflow.listen,
@@ -130,6 +137,9 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).context("cannot install signal handler")?;
     }
+
+    // The OpenFlow server fills these (`mark_wired`, then the counters); else they read 0.
+    let openflow_metrics = Arc::new(crate::metrics::OpenflowMetrics::default());
 
     let (event_tx, event_rx) = bounded::<Event>(EVENT_QUEUE);
     let (report_tx, report_rx) = bounded::<WorkerReport>(workers * 4);
@@ -177,8 +187,12 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
         echo_timeout_ns: (config.openflow.echo_timeout * 1e9) as u64,
         ..Default::default()
     };
-    let (openflow_thread, sink, openflow) =
-        openflow::spawn(openflow_server, session_config, stop.clone())?;
+    let (openflow_thread, sink, openflow) = openflow::spawn(
+        openflow_server,
+        session_config,
+        stop.clone(),
+        openflow_metrics.clone(),
+    )?;
     threads.push(openflow_thread);
 
     let engine = PolicyEngine::from_config(&config)?;
@@ -209,7 +223,15 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
         started_ns: crate::io::now_ns(),
         config: config.clone(),
     };
+    let (local, local_rx) = crate::control::local::channel();
+    let handler = crate::control::local::WithLocal::new(Box::new(handler), local_rx);
     let control_thread = server::spawn(control, Box::new(handler), stop.clone())?;
+    threads.extend(crate::metrics::spawn(
+        metrics,
+        local,
+        openflow_metrics,
+        stop.clone(),
+    )?);
 
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
@@ -310,6 +332,8 @@ impl ControlHandler {
         json!({
             "uptime_s": (crate::io::now_ns() - self.started_ns) as f64 / 1e9,
             "workers": self.stats.len(),
+            "flows": self.names.defs.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+            "per_worker": report::per_worker(&self.stats, &self.latest),
             "sflow": {
                 "listen": self.config.sflow.listen.to_string(),
                 "datagrams": sum(&|s| s.datagrams.load(r)),
@@ -333,6 +357,7 @@ impl ControlHandler {
                 "latency": policy["latency"],
                 "reaction_latency": policy["reaction_latency"],
                 "journal_errors": policy["journal_errors"],
+                "fsm_changes": policy["fsm_changes"],
             },
             "openflow": openflow,
             "agents": agents,
@@ -370,6 +395,7 @@ impl ControlHandler {
             "value": format!("{:?}", def.value).to_lowercase(),
             "filter": def.filter.as_ref().map(|f| f.to_string()),
             "t": def.t,
+            "thresholds": report::thresholds_on(&self.config, &def.name),
             "top": top,
         }))
     }

@@ -211,6 +211,10 @@ struct OfThread {
     accepted: u64,
     closed: u64,
     malformed_log: RateLimit,
+    metrics: Arc<crate::metrics::OpenflowMetrics>,
+    /// Counts of sessions already closed, so the exported totals never go down.
+    retired_flow_mods: u64,
+    retired_errors: u64,
 }
 
 /// Starts the OpenFlow thread; returns it with the policy thread's sink and the control
@@ -219,7 +223,9 @@ pub fn spawn(
     server: OpenflowServer,
     cfg: SessionConfig,
     stop: Arc<AtomicBool>,
+    metrics: Arc<crate::metrics::OpenflowMetrics>,
 ) -> anyhow::Result<(std::thread::JoinHandle<()>, OfSink, OfClient)> {
+    metrics.mark_wired();
     let poll = Poll::new().context("cannot create the OpenFlow poller")?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("cannot create waker")?);
     let mut listener = server.listener;
@@ -242,6 +248,9 @@ pub fn spawn(
         accepted: 0,
         closed: 0,
         malformed_log: RateLimit::new(1_000_000_000),
+        metrics,
+        retired_flow_mods: 0,
+        retired_errors: 0,
     };
     let handle = std::thread::Builder::new()
         .name("reflex-openflow".into())
@@ -412,6 +421,8 @@ impl OfThread {
                 let _ = self.poll.registry().deregister(&mut c.stream);
                 let _ = c.stream.shutdown(std::net::Shutdown::Both);
                 self.closed += 1;
+                self.retired_flow_mods += c.session.stats().flow_mods;
+                self.retired_errors += c.session.stats().flow_mod_errors;
                 let why = c
                     .session
                     .close_reason()
@@ -421,6 +432,29 @@ impl OfThread {
                 tracing::info!(addr = %c.addr, dpid = ?c.session.dpid().map(dpid_text), reason = %why, "switch session ended");
             }
         }
+        self.publish_metrics();
+    }
+
+    /// Monotonic totals for the metrics endpoint: closed sessions' counts plus live ones.
+    fn publish_metrics(&self) {
+        let live =
+            |f: &dyn Fn(&Session) -> u64| self.conns.values().map(|c| f(&c.session)).sum::<u64>();
+        let ready = self
+            .conns
+            .values()
+            .filter(|c| c.session.phase() == crate::openflow::session::Phase::Ready)
+            .count();
+        let m = &self.metrics;
+        m.switches.store(ready as u64, Ordering::Relaxed);
+        m.connections.store(self.accepted, Ordering::Relaxed);
+        m.flow_mods.store(
+            self.retired_flow_mods + live(&|s| s.stats().flow_mods),
+            Ordering::Relaxed,
+        );
+        m.errors.store(
+            self.retired_errors + live(&|s| s.stats().flow_mod_errors),
+            Ordering::Relaxed,
+        );
     }
 
     fn switches_json(&self) -> Value {
