@@ -32,6 +32,7 @@ use crate::openflow::session::{Session, SessionConfig, SessionEvent};
 use crate::openflow::table::{
     delta_from_policy, diff, ofctl_line, Desired, DesiredDelta, FlowOp, TranslateErrors,
 };
+use crate::openflow::translate::TranslateConfig;
 use crate::policy::{Delta, Rule};
 
 use super::format_unix_ms;
@@ -110,6 +111,7 @@ pub struct OfSink {
     /// A copy of the desired table, to resend whole if a delta could not be shipped.
     desired: Desired,
     lost: bool,
+    translate: TranslateConfig,
 }
 
 impl OfSink {
@@ -143,14 +145,14 @@ fn log_translate_errors(errors: &TranslateErrors) {
 
 impl RuleSink for OfSink {
     fn full(&mut self, rules: &[Rule], meters: &[(u32, u32)]) {
-        let (desired, errors) = Desired::from_policy(rules, meters);
+        let (desired, errors) = Desired::from_policy(rules, meters, &self.translate);
         log_translate_errors(&errors);
         self.desired = desired.clone();
         self.ship(Update::Full(desired));
     }
 
     fn delta(&mut self, delta: &Delta, meters: &[(u32, u32)]) {
-        let (d, errors) = delta_from_policy(delta, meters);
+        let (d, errors) = delta_from_policy(delta, meters, &self.translate);
         log_translate_errors(&errors);
         self.desired.apply(&d);
         if self.lost {
@@ -257,6 +259,9 @@ pub fn spawn(
             waker: waker.clone(),
             desired: Desired::default(),
             lost: false,
+            translate: TranslateConfig {
+                learning_table: cfg.learning.map(|l| l.table_id),
+            },
         },
         OfClient {
             tx: query_tx,
@@ -477,6 +482,7 @@ impl OfThread {
                     "partial_inputs": st.partial_inputs,
                     "echo_requests": st.echo_requests,
                     "packet_ins": st.packet_ins,
+                    "learning": learning_json(s),
                     "installed": s.installed().len(),
                     "in_sync": in_sync,
                     "recent_errors": errors,
@@ -513,6 +519,10 @@ impl OfThread {
             "flow_mod_errors": sum(&|s| s.stats().flow_mod_errors),
             "pending_barriers": sum(&|s| s.pending_barriers() as u64),
             "malformed": sum(&|s| s.stats().malformed),
+            "packet_ins": sum(&|s| s.stats().packet_ins),
+            "learn_flows": sum(&|s| s.stats().learn_flows),
+            "learn_floods": sum(&|s| s.stats().learn_floods),
+            "packet_ins_shed": sum(&|s| s.stats().packet_ins_shed),
         })
     }
 
@@ -561,6 +571,27 @@ impl OfThread {
             },
         }))
     }
+}
+
+/// A session's reactive-learning counters (null when learning is off).
+fn learning_json(s: &Session) -> Value {
+    let Some(t) = s.mac_table() else {
+        return Value::Null;
+    };
+    let st = s.stats();
+    let (learnt, evicted) = t.counts();
+    json!({
+        "flows": st.learn_flows,
+        "floods": st.learn_floods,
+        "hairpins": st.learn_hairpins,
+        "ignored": st.learn_ignored,
+        "shed": st.packet_ins_shed,
+        "other": st.packet_ins_other,
+        "learnt_at_connect": st.learnt_at_connect,
+        "macs_learnt": learnt,
+        "macs_evicted": evicted,
+        "mac_capacity": t.capacity(),
+    })
 }
 
 /// Reads until WouldBlock, EOF, or the session's output queue is full.

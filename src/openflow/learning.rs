@@ -124,6 +124,16 @@ pub struct MacTable {
 
 const USED: u64 = 1 << 63;
 
+impl std::fmt::Debug for MacTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MacTable")
+            .field("capacity", &self.slots.len())
+            .field("learnt", &self.learnt)
+            .field("evicted", &self.evicted)
+            .finish()
+    }
+}
+
 impl MacTable {
     /// A table of at least `capacity` slots (rounded up to a power of two, at least 16).
     pub fn new(capacity: usize) -> MacTable {
@@ -196,6 +206,14 @@ pub struct LearningConfig {
     /// Seconds without traffic before the switch removes a learnt flow (0 = never).
     pub idle_timeout: u16,
     pub cookie: u64,
+}
+
+impl LearningConfig {
+    /// True for a flow entry this module installed (its table and cookie): such entries
+    /// belong to the switch's learning, not to the desired table.
+    pub fn is_learnt(&self, table_id: u8, cookie: u64) -> bool {
+        table_id == self.table_id && cookie == self.cookie
+    }
 }
 
 impl Default for LearningConfig {
@@ -346,15 +364,27 @@ pub fn answer(
     }
 }
 
-/// Encodes a PACKET_IN (for tests, fuzzing seeds, and the switch emulator).
+/// Encodes a PACKET_IN from table 0 (for tests, fuzzing seeds, and the switch emulator).
 pub fn emit_packet_in(out: &mut Vec<u8>, xid: u32, buffer_id: u32, in_port: u32, frame: &[u8]) {
+    emit_table_miss(out, xid, buffer_id, in_port, 0, frame);
+}
+
+/// Encodes a PACKET_IN sent by `table_id`'s miss entry (reason OFPR_NO_MATCH).
+pub fn emit_table_miss(
+    out: &mut Vec<u8>,
+    xid: u32,
+    buffer_id: u32,
+    in_port: u32,
+    table_id: u8,
+    frame: &[u8],
+) {
     // Match: type, length, in_port = 12, padded to 16; then 2 bytes of padding.
     let len = 24 + 16 + 2 + frame.len();
     header(out, msg_type::PACKET_IN, len, xid);
     put32(out, buffer_id);
     put16(out, frame.len() as u16);
     out.push(0); // OFPR_NO_MATCH
-    out.push(0);
+    out.push(table_id);
     put64(out, 0);
     put16(out, MATCH_OXM);
     put16(out, 12);

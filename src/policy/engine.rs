@@ -311,6 +311,21 @@ impl PolicyEngine {
         self.fsm.poll_timeout()
     }
 
+    /// True if the main policy or a module state hands packets to `learn` (reactive mode).
+    pub fn uses_learn(&self) -> bool {
+        self.main.uses_learn()
+            || self
+                .fsm
+                .modules()
+                .iter()
+                .any(|m| m.policies.iter().any(Policy::uses_learn))
+    }
+
+    /// Tables the compiled pipeline uses (0 up to this, exclusive).
+    pub fn table_count(&self) -> usize {
+        self.compiler.table_count()
+    }
+
     /// The whole compiled pipeline.
     pub fn rules(&self) -> Vec<Rule> {
         self.compiler.rules()
