@@ -359,6 +359,24 @@ fn print_switches(v: &Value) {
                 "no"
             }
         );
+        let l = &s["learning"];
+        if l.is_object() {
+            let n = |k: &str| l[k].as_u64().unwrap_or(0);
+            println!(
+                "    learning: {} packet-ins: {} flows, {} floods, {} hairpins, {} ignored, {} shed, {} other; {} MACs learnt ({} evicted, {} slots), {} learnt flows kept at connect",
+                s["packet_ins"].as_u64().unwrap_or(0),
+                n("flows"),
+                n("floods"),
+                n("hairpins"),
+                n("ignored"),
+                n("shed"),
+                n("other"),
+                n("macs_learnt"),
+                n("macs_evicted"),
+                n("mac_capacity"),
+                n("learnt_at_connect")
+            );
+        }
         for e in s["recent_errors"].as_array().into_iter().flatten() {
             println!(
                 "    rejected {} (xid {}): {}/{}: {}",

@@ -445,4 +445,24 @@ mod tests {
             "2026-11-18T11:06:40.000Z"
         );
     }
+
+    #[test]
+    fn learning_is_on_only_with_learn_and_its_table_must_clear_the_pipeline() {
+        let mut config = Config::embedded().unwrap();
+        let engine = PolicyEngine::from_config(&config).unwrap();
+        assert_eq!(learning_config(&config, &engine).unwrap(), None);
+        config.policy.main = "auth >> learn".into();
+        let engine = PolicyEngine::from_config(&config).unwrap();
+        assert_eq!(engine.table_count(), 2);
+        let l = learning_config(&config, &engine).unwrap().unwrap();
+        assert_eq!((l.table_id, l.idle_timeout), (250, 60));
+        config.openflow.learning_table = 2;
+        assert_eq!(
+            learning_config(&config, &engine).unwrap().unwrap().table_id,
+            2
+        );
+        config.openflow.learning_table = 1;
+        let err = learning_config(&config, &engine).unwrap_err().to_string();
+        assert!(err.contains("collides"), "{err}");
+    }
 }
