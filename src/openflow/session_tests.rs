@@ -683,6 +683,46 @@ mod hostile_input {
             prop_assert!(!s.is_closed() || s.close_reason().is_some());
             prop_assert!(s.stats().msgs_in >= msgs.len() as u64 || s.is_closed());
         }
+
+        /// With learning on (table 0, so every PACKET_IN reaches it): random PACKET_IN
+        /// bodies never panic, and well-formed ones with random frames, ports and buffer
+        /// ids get answers the general codec parses, one kind counted per PACKET_IN.
+        #[test]
+        fn learning_answers_always_parse(
+            bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..120), 0..8),
+            pkts in proptest::collection::vec(
+                (any::<bool>(), 1u32..6, proptest::collection::vec(any::<u8>(), 0..100)),
+                1..32,
+            ),
+        ) {
+            let cfg = SessionConfig {
+                learning: Some(LearningConfig { table_id: 0, ..LearningConfig::default() }),
+                mac_capacity: 16,
+                ..cfg()
+            };
+            let mut s = handshake_with(0, cfg, &[], 1);
+            take(&mut s);
+            for body in &bodies {
+                let mut b = vec![4, crate::openflow::msg_type::PACKET_IN, 0, 0, 0, 0, 0, 9];
+                b.extend_from_slice(body);
+                let len = b.len() as u16;
+                b[2..4].copy_from_slice(&len.to_be_bytes());
+                s.handle_input(SEC, &b);
+                take(&mut s);
+            }
+            prop_assert!(!s.is_closed());
+            let before = s.stats();
+            for (i, (buffered, in_port, frame)) in pkts.iter().enumerate() {
+                let buffer = if *buffered { i as u32 } else { NO_BUFFER };
+                packet_in(&mut s, SEC, buffer, *in_port, 0, frame);
+                // `take` parses every message with the codec and fails on garbage.
+                let out = take(&mut s);
+                prop_assert!(out.len() <= 2);
+            }
+            let st = s.stats();
+            let kinds = |x: SessionStats| x.learn_flows + x.learn_floods + x.learn_hairpins + x.learn_ignored;
+            prop_assert_eq!(kinds(st) - kinds(before), pkts.len() as u64);
+        }
     }
 }
 
