@@ -185,6 +185,19 @@ fn packet_ins_from_the_learning_table_are_flooded_then_learnt() {
         text.contains("learning: 3 packet-ins: 2 flows, 1 floods"),
         "{text}"
     );
+    let stats = d.ctl_json(&["stats"]);
+    let of = &stats["openflow"];
+    assert_eq!(of["learning_table"], 250, "{of}");
+    assert_eq!(
+        [
+            &of["packet_ins"],
+            &of["learn_flows"],
+            &of["learn_floods"],
+            &of["packet_ins_shed"]
+        ],
+        [3, 2, 1, 0],
+        "{of}"
+    );
 }
 
 /// cbench-style: many PACKET_INs pipelined in windows; every one gets exactly one answer,

@@ -9,6 +9,12 @@
 //! form of every changed entry, each once — coalesced, nothing dropped. While a switch's
 //! queue is full it is not read either (back-pressure instead of unbounded buffering).
 //!
+//! Reactive mode (the policy uses `learn`): PACKET_INs from the learning table are answered
+//! inside [`Session::handle_input`], on this thread, as they are read — before the loop
+//! gets to syncs or queries — and written with the next flush; the sessions shed them when
+//! their output queue is full (see the session's docs). The sink adds the learning table's
+//! miss entry to the desired table ([`TranslateConfig`]).
+//!
 //! The control thread asks for `switches` and `table` through [`OfClient`], answered on
 //! this thread from the sessions' own state. Reads go through one scratch buffer owned by
 //! the thread; flow-mods are encoded straight into each session's reused output buffer.
@@ -519,6 +525,7 @@ impl OfThread {
             "flow_mod_errors": sum(&|s| s.stats().flow_mod_errors),
             "pending_barriers": sum(&|s| s.pending_barriers() as u64),
             "malformed": sum(&|s| s.stats().malformed),
+            "learning_table": self.cfg.learning.map(|l| l.table_id),
             "packet_ins": sum(&|s| s.stats().packet_ins),
             "learn_flows": sum(&|s| s.stats().learn_flows),
             "learn_floods": sum(&|s| s.stats().learn_floods),
