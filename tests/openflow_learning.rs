@@ -185,6 +185,12 @@ fn packet_ins_from_the_learning_table_are_flooded_then_learnt() {
         text.contains("learning: 3 packet-ins: 2 flows, 1 floods"),
         "{text}"
     );
+    let t = d.ctl(&["table", "1"]).expect("table");
+    assert!(t.contains("learnt flows: table 250, cookie 0x"), "{t}");
+    assert!(
+        t.contains("table=250, priority=0 actions=CONTROLLER:65535"),
+        "{t}"
+    );
     let stats = d.ctl_json(&["stats"]);
     let of = &stats["openflow"];
     assert_eq!(of["learning_table"], 250, "{of}");

@@ -411,6 +411,13 @@ fn print_table(v: &Value) {
             println!("{}", line.as_str().unwrap_or("?"));
         }
     }
+    if let Some(l) = v["learning"].as_object() {
+        println!(
+            "(learnt flows: table {}, cookie {}, on the switch only; not listed)",
+            l.get("table").unwrap_or(&Value::Null),
+            l.get("cookie").and_then(Value::as_str).unwrap_or("?")
+        );
+    }
     let diffs = lines("differences");
     if !diffs.is_empty() {
         println!("to send ({} flow-mods):", diffs.len());

@@ -572,6 +572,11 @@ impl OfThread {
             "desired": lines(&self.desired.flows),
             "differences": differences,
             "in_sync": differences.is_empty() && !c.session.has_backlog(),
+            // Learnt flows live on the switch, outside both tables.
+            "learning": self.cfg.learning.map(|l| json!({
+                "table": l.table_id,
+                "cookie": format!("0x{:016x}", l.cookie),
+            })),
             "meters": {
                 "installed": meters(c.session.installed_meters()),
                 "desired": meters(&self.desired.meters),
@@ -595,6 +600,7 @@ fn learning_json(s: &Session) -> Value {
         "shed": st.packet_ins_shed,
         "other": st.packet_ins_other,
         "learnt_at_connect": st.learnt_at_connect,
+        "errors": st.learn_errors,
         "macs_learnt": learnt,
         "macs_evicted": evicted,
         "mac_capacity": t.capacity(),

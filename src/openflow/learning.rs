@@ -31,6 +31,8 @@ const PROBE: usize = 8;
 pub struct PacketInView<'a> {
     pub xid: u32,
     pub buffer_id: u32,
+    /// Length of the frame on the switch (`data` may be shorter: truncated).
+    pub total_len: u16,
     pub reason: u8,
     pub table_id: u8,
     pub cookie: u64,
@@ -75,6 +77,7 @@ impl<'a> PacketInView<'a> {
         }
         let xid = be32(msg, 4)?;
         let buffer_id = be32(msg, 8)?;
+        let total_len = be16(msg, 12)?;
         let reason = *msg.get(14).ok_or(CodecError::Truncated)?;
         let table_id = *msg.get(15).ok_or(CodecError::Truncated)?;
         let cookie = be64(msg, 16)?;
@@ -103,6 +106,7 @@ impl<'a> PacketInView<'a> {
         Ok(PacketInView {
             xid,
             buffer_id,
+            total_len,
             reason,
             table_id,
             cookie,
@@ -236,7 +240,8 @@ pub enum Answer {
     Flood,
     /// The destination sits behind the input port: nothing to send.
     Drop,
-    /// Not an Ethernet frame we can read (too short) or no in_port: ignored.
+    /// Not an Ethernet frame we can read (too short), no in_port, or an unbuffered frame
+    /// the switch truncated (sending it on would put a cut packet on the wire): ignored.
     Ignored,
 }
 
@@ -340,8 +345,12 @@ pub fn answer(
     else {
         return Answer::Ignored;
     };
-    // A frame longer than a PACKET_OUT can carry is answered by flow only.
-    if pkt.buffer_id == NO_BUFFER && pkt.data.len() > usize::from(u16::MAX) - 64 {
+    // Unbuffered, the answer must carry the frame: one too long for a PACKET_OUT, or cut
+    // short by the switch, is not answered (the switch sends the next packet again).
+    if pkt.buffer_id == NO_BUFFER
+        && (pkt.data.len() > usize::from(u16::MAX) - 64
+            || pkt.data.len() < usize::from(pkt.total_len))
+    {
         return Answer::Ignored;
     }
     let multicast = |mac: u64| mac & (1 << 40) != 0;
@@ -540,6 +549,20 @@ mod tests {
         assert_eq!(
             answer(&mut t, &cfg, &PacketInView::parse(&pi).unwrap(), &mut out),
             Answer::Ignored
+        );
+        // An unbuffered frame the switch truncated is not sent on, even to a known port.
+        let mut pi = packet_in(NO_BUFFER, 2, &eth(A, B));
+        pi[12..14].copy_from_slice(&1500u16.to_be_bytes());
+        let v = PacketInView::parse(&pi).unwrap();
+        assert_eq!(v.total_len, 1500);
+        assert_eq!(answer(&mut t, &cfg, &v, &mut out), Answer::Ignored);
+        assert!(out.is_empty());
+        // Buffered, the switch holds the whole packet: answered.
+        let mut pi = packet_in(9, 2, &eth(A, B));
+        pi[12..14].copy_from_slice(&1500u16.to_be_bytes());
+        assert_eq!(
+            answer(&mut t, &cfg, &PacketInView::parse(&pi).unwrap(), &mut out),
+            Answer::Flow { out_port: 1 }
         );
     }
 

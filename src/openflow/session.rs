@@ -293,6 +293,9 @@ pub struct SessionStats {
     pub packet_ins_other: u64,
     /// Learnt flows found on the switch at connect (left alone).
     pub learnt_at_connect: u64,
+    /// ERRORs about a learning answer (a learnt FLOW_MOD or a PACKET_OUT): counted, not
+    /// reported one by one (a full learning table would reject every one).
+    pub learn_errors: u64,
     /// Messages we do not act on (in this phase or at all).
     pub ignored: u64,
 }
@@ -851,6 +854,25 @@ impl Session {
         }
     }
 
+    /// True if an ERROR's data (the start of the offending message) is a learning answer:
+    /// a FLOW_MOD with the learning cookie into the learning table, or a PACKET_OUT.
+    fn is_learning_answer(&self, data: &[u8]) -> bool {
+        let Some(l) = self.cfg.learning else {
+            return false;
+        };
+        match data.get(1) {
+            Some(&t) if t == super::msg_type::PACKET_OUT => true,
+            Some(&t) if t == super::msg_type::FLOW_MOD => {
+                let cookie = data
+                    .get(8..16)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes);
+                matches!((cookie, data.get(24)), (Some(c), Some(&table)) if l.is_learnt(table, c))
+            }
+            _ => false,
+        }
+    }
+
     /// Answers a learning-table miss from the MAC table, or just counts the PACKET_IN.
     fn on_packet_in(&mut self, header: Header, bytes: &[u8]) {
         self.stats.packet_ins += 1;
@@ -1085,6 +1107,10 @@ impl Session {
             }
             self.recent_errors.push_back(err.clone());
             self.push_event(SessionEvent::FlowModFailed(err));
+            return;
+        }
+        if self.is_learning_answer(&e.data) {
+            self.stats.learn_errors += 1;
             return;
         }
         if xid != 0 && xid == self.handshake_xid {

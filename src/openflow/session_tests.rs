@@ -1060,3 +1060,40 @@ fn packet_ins_are_answered_during_a_backlog_and_shed_when_the_queue_is_full() {
     packet_in(&mut s, SEC, NO_BUFFER, 1, LEARN_TABLE, &f);
     assert_eq!(s.stats().learn_floods, st.learn_floods + 1);
 }
+
+#[test]
+fn errors_about_learning_answers_are_counted_not_reported_one_by_one() {
+    let mut s = handshake_with(0, learning_cfg(), &[], 1);
+    let _ = take(&mut s);
+    while s.poll_event().is_some() {}
+    packet_in(&mut s, SEC, NO_BUFFER, 1, LEARN_TABLE, &eth(MAC_B, MAC_A));
+    packet_in(&mut s, SEC, 5, 2, LEARN_TABLE, &eth(MAC_A, MAC_B));
+    let bytes = s.poll_transmit().to_vec();
+    let out = take(&mut s);
+    assert!(matches!(
+        out.as_slice(),
+        [(_, Message::PacketOut(_)), (_, Message::FlowMod(_))]
+    ));
+    // The switch rejects both (say, its learning table is full): data = their first bytes.
+    let Ok(Some((_, first))) = frame(&bytes) else {
+        panic!("framing")
+    };
+    for (xid, data) in [
+        (out[0].0, &bytes[..first]),
+        (out[1].0, &bytes[first..first + 64]),
+    ] {
+        send(
+            &mut s,
+            2 * SEC,
+            xid,
+            Message::Error(crate::openflow::ErrorMsg {
+                err_type: 5,
+                code: 1,
+                data: data.to_vec(),
+            }),
+        );
+    }
+    assert_eq!(s.stats().learn_errors, 2);
+    assert_eq!(s.stats().flow_mod_errors, 0);
+    assert_eq!(s.poll_event(), None);
+}
