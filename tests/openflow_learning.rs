@@ -18,7 +18,7 @@ use reflex::openflow::{
     port, Action, FlowModCommand, FlowStats, Instruction, Match, Message, NO_BUFFER,
 };
 
-const LEARN_TABLE: u8 = 250;
+const LEARN_TABLE: u8 = 251;
 
 fn config() -> String {
     let text = reflex::config::DEFAULT_TOML
@@ -186,14 +186,14 @@ fn packet_ins_from_the_learning_table_are_flooded_then_learnt() {
         "{text}"
     );
     let t = d.ctl(&["table", "1"]).expect("table");
-    assert!(t.contains("learnt flows: table 250, cookie 0x"), "{t}");
+    assert!(t.contains("learnt flows: table 251, cookie 0x"), "{t}");
     assert!(
-        t.contains("table=250, priority=0 actions=CONTROLLER:65535"),
+        t.contains("table=251, priority=0 actions=CONTROLLER:65535"),
         "{t}"
     );
     let stats = d.ctl_json(&["stats"]);
     let of = &stats["openflow"];
-    assert_eq!(of["learning_table"], 250, "{of}");
+    assert_eq!(of["learning_table"], 251, "{of}");
     assert_eq!(
         [
             &of["packet_ins"],

@@ -61,8 +61,10 @@ pub struct OpenflowConfig {
     pub echo_timeout: f64,
     /// Table of the reactive MAC-learning module that `learn` sends packets to (used only
     /// when the policy mentions `learn`). Must lie beyond the compiler's tables: the
-    /// default, 250, is the first table the compiler can never use (it refuses more than
-    /// 250); a smaller one is checked against the compiled pipeline at start.
+    /// default, 251, is the first table no pipeline can use (the compiler refuses more than
+    /// [`MAX_TABLES`](crate::policy::compile::MAX_TABLES), ids 0..=250); a smaller one is
+    /// checked against the compiled pipeline at start. At most 253: Open vSwitch keeps 254
+    /// for itself and 255 means "all tables".
     pub learning_table: u8,
     /// MACs each switch's learning table holds (fixed memory; the oldest is overwritten).
     pub learning_macs: usize,
@@ -71,7 +73,7 @@ pub struct OpenflowConfig {
 }
 
 /// Default [`OpenflowConfig::learning_table`].
-pub const DEFAULT_LEARNING_TABLE: u8 = 250;
+pub const DEFAULT_LEARNING_TABLE: u8 = crate::policy::compile::MAX_TABLES as u8;
 
 impl Default for OpenflowConfig {
     fn default() -> Self {
@@ -389,9 +391,9 @@ impl Config {
         {
             return Err("openflow: need 0 < echo_interval < echo_timeout".into());
         }
-        // 255 is OFPTT_ALL; table 0 is where every pipeline starts.
-        if !(1..=254).contains(&self.openflow.learning_table) {
-            return Err("openflow.learning_table must be 1..=254".into());
+        // Table 0 is where every pipeline starts; OVS keeps 254 (255 is OFPTT_ALL).
+        if !(1..=253).contains(&self.openflow.learning_table) {
+            return Err("openflow.learning_table must be 1..=253".into());
         }
         if !(16..=1 << 24).contains(&self.openflow.learning_macs) {
             return Err("openflow.learning_macs must be 16..=16777216".into());
@@ -479,7 +481,7 @@ mod tests {
         assert_eq!(c.openflow.learning_table, 9);
         for bad in [
             "learning_table = 0",
-            "learning_table = 255",
+            "learning_table = 254",
             "learning_macs = 1",
         ] {
             let err = Config::from_toml(&format!("[openflow]\n{bad}\n"), "x").unwrap_err();

@@ -455,7 +455,7 @@ mod tests {
         let engine = PolicyEngine::from_config(&config).unwrap();
         assert_eq!(engine.table_count(), 2);
         let l = learning_config(&config, &engine).unwrap().unwrap();
-        assert_eq!((l.table_id, l.idle_timeout), (250, 60));
+        assert_eq!((l.table_id, l.idle_timeout), (251, 60));
         config.openflow.learning_table = 2;
         assert_eq!(
             learning_config(&config, &engine).unwrap().unwrap().table_id,

@@ -285,7 +285,8 @@ pub struct SessionStats {
     pub learn_floods: u64,
     /// PACKET_INs whose destination sits behind their input port (nothing sent).
     pub learn_hairpins: u64,
-    /// PACKET_INs from the learning table that carry no readable frame or in_port.
+    /// PACKET_INs from the learning table with no readable frame or in_port, or with an
+    /// unbuffered frame the switch cut short (never sent on).
     pub learn_ignored: u64,
     /// PACKET_INs dropped unanswered because the output queue was full.
     pub packet_ins_shed: u64,
