@@ -41,9 +41,11 @@
 //! ([`SessionConfig::packet_in_headroom`]) so a switch being reconciled keeps learning;
 //! beyond that a PACKET_IN is counted (`packet_ins_shed`) and dropped — a reactive
 //! controller sheds load rather than queue without bound, and the switch sends the next
-//! packet of that flow again. Learnt flows (learning table, learning cookie, idle timeout)
-//! are never part of the installed table: the flow dump at connect leaves them out, so
-//! reconciliation neither deletes nor rewrites them, and FLOW_REMOVED for them is ignored.
+//! packet of that flow again. Answers start once the HELLOs are exchanged, so a switch that
+//! kept its flows (the miss entry included) over a controller restart is served during the
+//! handshake. Learnt flows (learning table, learning cookie, idle timeout) are never part
+//! of the installed table: the flow dump at connect leaves them out, so reconciliation
+//! neither deletes nor rewrites them, and FLOW_REMOVED for them is ignored.
 //!
 //! Liveness: after `echo_interval` of silence the session sends an ECHO_REQUEST; after
 //! `echo_timeout` without any message it closes as a dead peer. A stream whose framing is
@@ -895,7 +897,9 @@ impl Session {
         };
         let from_miss = view.table_id == cfg.table_id
             && (view.reason == REASON_NO_MATCH || view.reason == REASON_ACTION);
-        if self.phase != Phase::Ready || !from_miss {
+        // From the end of the HELLO exchange on: a switch that kept its learning table
+        // across a controller restart is answered while the handshake still runs.
+        if !from_miss {
             self.stats.packet_ins_other += 1;
             return;
         }

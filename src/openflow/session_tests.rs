@@ -1097,3 +1097,19 @@ fn errors_about_learning_answers_are_counted_not_reported_one_by_one() {
     assert_eq!(s.stats().flow_mod_errors, 0);
     assert_eq!(s.poll_event(), None);
 }
+
+#[test]
+fn packet_ins_are_answered_during_the_handshake_once_hellos_are_exchanged() {
+    let mut s = Session::new(0, learning_cfg());
+    let _ = take(&mut s);
+    send(&mut s, 0, 1, Message::Hello(Hello::v13()));
+    let _ = take(&mut s);
+    assert_eq!(s.phase(), Phase::Features);
+    packet_in(&mut s, SEC, NO_BUFFER, 1, LEARN_TABLE, &eth(MAC_B, MAC_A));
+    let out = take(&mut s);
+    assert!(
+        matches!(out.as_slice(), [(_, Message::PacketOut(_))]),
+        "{out:?}"
+    );
+    assert_eq!(s.stats().learn_floods, 1);
+}
