@@ -185,6 +185,25 @@ fn packet_ins_from_the_learning_table_are_flooded_then_learnt() {
         text.contains("learning: 3 packet-ins: 2 flows, 1 floods"),
         "{text}"
     );
+    // A policy delta after learning touches only the policy's entry, never learnt flows.
+    d.ctl(&[
+        "event",
+        "-i",
+        "10.0.0.1",
+        "-e",
+        "auth",
+        "-V",
+        "authenticated",
+    ])
+    .expect("event");
+    let mods = sw.batch();
+    assert_eq!(mods.len(), 1, "{mods:?}");
+    assert_eq!(
+        (mods[0].1.command, mods[0].1.table_id),
+        (FlowModCommand::Add, 0)
+    );
+    assert!(sw.echo().is_empty());
+    wait_in_sync(&d, "0000000000000001");
     let t = d.ctl(&["table", "1"]).expect("table");
     assert!(t.contains("learnt flows: table 251, cookie 0x"), "{t}");
     assert!(
