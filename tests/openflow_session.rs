@@ -27,7 +27,11 @@ fn start() -> Daemon {
 fn default_desired() -> Desired {
     let config = reflex::config::Config::embedded().expect("embedded config");
     let engine = reflex::policy::engine::PolicyEngine::from_config(&config).expect("policy");
-    let (d, errors) = Desired::from_policy(&engine.rules(), &engine.meters());
+    let (d, errors) = Desired::from_policy(
+        &engine.rules(),
+        &engine.meters(),
+        &reflex::openflow::translate::TranslateConfig::default(),
+    );
     assert!(errors.is_empty());
     d
 }

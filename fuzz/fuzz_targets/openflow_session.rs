@@ -3,6 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use reflex::openflow::learning::LearningConfig;
 use reflex::openflow::session::{Session, SessionConfig};
 use reflex::openflow::table::Desired;
 
@@ -10,7 +11,15 @@ fuzz_target!(|data: &[u8]| {
     let Some((&split, rest)) = data.split_first() else {
         return;
     };
-    let mut s = Session::new(0, SessionConfig::default());
+    // Odd first bytes also run reactive learning (table 0, so any PACKET_IN reaches it).
+    let cfg = SessionConfig {
+        learning: (split & 1 == 1).then(|| LearningConfig {
+            table_id: 0,
+            ..LearningConfig::default()
+        }),
+        ..SessionConfig::default()
+    };
+    let mut s = Session::new(0, cfg);
     let desired = Desired::default();
     let step = usize::from(split).max(1);
     for (i, chunk) in rest.chunks(step).enumerate() {

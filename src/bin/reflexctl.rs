@@ -363,6 +363,24 @@ fn print_switches(v: &Value) {
                 "no"
             }
         );
+        let l = &s["learning"];
+        if l.is_object() {
+            let n = |k: &str| l[k].as_u64().unwrap_or(0);
+            println!(
+                "    learning: {} packet-ins: {} flows, {} floods, {} hairpins, {} ignored, {} shed, {} other; {} MACs learnt ({} evicted, {} slots), {} learnt flows kept at connect",
+                s["packet_ins"].as_u64().unwrap_or(0),
+                n("flows"),
+                n("floods"),
+                n("hairpins"),
+                n("ignored"),
+                n("shed"),
+                n("other"),
+                n("macs_learnt"),
+                n("macs_evicted"),
+                n("mac_capacity"),
+                n("learnt_at_connect")
+            );
+        }
         for e in s["recent_errors"].as_array().into_iter().flatten() {
             println!(
                 "    rejected {} (xid {}): {}/{}: {}",
@@ -396,6 +414,13 @@ fn print_table(v: &Value) {
         for line in l {
             println!("{}", line.as_str().unwrap_or("?"));
         }
+    }
+    if let Some(l) = v["learning"].as_object() {
+        println!(
+            "(learnt flows: table {}, cookie {}, on the switch only; not listed)",
+            l.get("table").unwrap_or(&Value::Null),
+            l.get("cookie").and_then(Value::as_str).unwrap_or("?")
+        );
     }
     let diffs = lines("differences");
     if !diffs.is_empty() {

@@ -79,9 +79,17 @@ fn main() -> ExitCode {
         eprintln!("reflexd: {origin}: {e}");
         return ExitCode::from(2);
     }
-    if let Err(e) = reflex::policy::engine::PolicyEngine::from_config(&config) {
-        eprintln!("reflexd: {origin}: {e}");
-        return ExitCode::from(2);
+    match reflex::policy::engine::PolicyEngine::from_config(&config) {
+        Ok(engine) => {
+            if let Err(e) = reflex::daemon::learning_config(&config, &engine) {
+                eprintln!("reflexd: {origin}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+        Err(e) => {
+            eprintln!("reflexd: {origin}: {e}");
+            return ExitCode::from(2);
+        }
     }
     if cli.check_config {
         println!("configuration ok");

@@ -182,11 +182,22 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
     drop(event_tx);
     drop(report_tx);
 
+    let engine = PolicyEngine::from_config(&config)?;
     let session_config = crate::openflow::session::SessionConfig {
         echo_interval_ns: (config.openflow.echo_interval * 1e9) as u64,
         echo_timeout_ns: (config.openflow.echo_timeout * 1e9) as u64,
+        learning: learning_config(&config, &engine)?,
+        mac_capacity: config.openflow.learning_macs,
         ..Default::default()
     };
+    if let Some(l) = session_config.learning {
+        tracing::info!(
+            table = l.table_id,
+            idle_timeout = l.idle_timeout,
+            macs = config.openflow.learning_macs,
+            "reactive MAC learning on"
+        );
+    }
     let (openflow_thread, sink, openflow) = openflow::spawn(
         openflow_server,
         session_config,
@@ -195,7 +206,6 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
     )?;
     threads.push(openflow_thread);
 
-    let engine = PolicyEngine::from_config(&config)?;
     let policy = PolicyThread::new(
         engine,
         Some(&config.state.dir),
@@ -243,6 +253,30 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
     let _ = control_thread.join();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reactive learning settings when the policy uses `learn` (off otherwise), with the
+/// learning table checked to lie beyond the compiled pipeline's tables.
+pub fn learning_config(
+    config: &Config,
+    engine: &PolicyEngine,
+) -> anyhow::Result<Option<crate::openflow::learning::LearningConfig>> {
+    if !engine.uses_learn() {
+        return Ok(None);
+    }
+    let table = config.openflow.learning_table;
+    let used = engine.table_count();
+    if usize::from(table) < used {
+        anyhow::bail!(
+            "openflow.learning_table = {table} collides with the compiled pipeline, which uses tables 0..={}; choose a table of {used} or more",
+            used.saturating_sub(1)
+        );
+    }
+    Ok(Some(crate::openflow::learning::LearningConfig {
+        table_id: table,
+        idle_timeout: config.openflow.learning_idle_timeout,
+        ..Default::default()
+    }))
 }
 
 struct ControlHandler {
@@ -436,5 +470,25 @@ mod tests {
             format_unix_ms(1_795_000_000_000),
             "2026-11-18T11:06:40.000Z"
         );
+    }
+
+    #[test]
+    fn learning_is_on_only_with_learn_and_its_table_must_clear_the_pipeline() {
+        let mut config = Config::embedded().unwrap();
+        let engine = PolicyEngine::from_config(&config).unwrap();
+        assert_eq!(learning_config(&config, &engine).unwrap(), None);
+        config.policy.main = "auth >> learn".into();
+        let engine = PolicyEngine::from_config(&config).unwrap();
+        assert_eq!(engine.table_count(), 2);
+        let l = learning_config(&config, &engine).unwrap().unwrap();
+        assert_eq!((l.table_id, l.idle_timeout), (251, 60));
+        config.openflow.learning_table = 2;
+        assert_eq!(
+            learning_config(&config, &engine).unwrap().unwrap().table_id,
+            2
+        );
+        config.openflow.learning_table = 1;
+        let err = learning_config(&config, &engine).unwrap_err().to_string();
+        assert!(err.contains("collides"), "{err}");
     }
 }

@@ -9,6 +9,12 @@
 //! form of every changed entry, each once — coalesced, nothing dropped. While a switch's
 //! queue is full it is not read either (back-pressure instead of unbounded buffering).
 //!
+//! Reactive mode (the policy uses `learn`): PACKET_INs from the learning table are answered
+//! inside [`Session::handle_input`], on this thread, as they are read — before the loop
+//! gets to syncs or queries — and written with the next flush; the sessions shed them when
+//! their output queue is full (see the session's docs). The sink adds the learning table's
+//! miss entry to the desired table ([`TranslateConfig`]).
+//!
 //! The control thread asks for `switches` and `table` through [`OfClient`], answered on
 //! this thread from the sessions' own state. Reads go through one scratch buffer owned by
 //! the thread; flow-mods are encoded straight into each session's reused output buffer.
@@ -32,6 +38,7 @@ use crate::openflow::session::{Session, SessionConfig, SessionEvent};
 use crate::openflow::table::{
     delta_from_policy, diff, ofctl_line, Desired, DesiredDelta, FlowOp, TranslateErrors,
 };
+use crate::openflow::translate::TranslateConfig;
 use crate::policy::{Delta, Rule};
 
 use super::format_unix_ms;
@@ -110,6 +117,7 @@ pub struct OfSink {
     /// A copy of the desired table, to resend whole if a delta could not be shipped.
     desired: Desired,
     lost: bool,
+    translate: TranslateConfig,
 }
 
 impl OfSink {
@@ -143,14 +151,14 @@ fn log_translate_errors(errors: &TranslateErrors) {
 
 impl RuleSink for OfSink {
     fn full(&mut self, rules: &[Rule], meters: &[(u32, u32)]) {
-        let (desired, errors) = Desired::from_policy(rules, meters);
+        let (desired, errors) = Desired::from_policy(rules, meters, &self.translate);
         log_translate_errors(&errors);
         self.desired = desired.clone();
         self.ship(Update::Full(desired));
     }
 
     fn delta(&mut self, delta: &Delta, meters: &[(u32, u32)]) {
-        let (d, errors) = delta_from_policy(delta, meters);
+        let (d, errors) = delta_from_policy(delta, meters, &self.translate);
         log_translate_errors(&errors);
         self.desired.apply(&d);
         if self.lost {
@@ -266,6 +274,9 @@ pub fn spawn(
             waker: waker.clone(),
             desired: Desired::default(),
             lost: false,
+            translate: TranslateConfig {
+                learning_table: cfg.learning.map(|l| l.table_id),
+            },
         },
         OfClient {
             tx: query_tx,
@@ -511,6 +522,7 @@ impl OfThread {
                     "partial_inputs": st.partial_inputs,
                     "echo_requests": st.echo_requests,
                     "packet_ins": st.packet_ins,
+                    "learning": learning_json(s),
                     "installed": s.installed().len(),
                     "in_sync": in_sync,
                     "recent_errors": errors,
@@ -547,6 +559,11 @@ impl OfThread {
             "flow_mod_errors": sum(&|s| s.stats().flow_mod_errors),
             "pending_barriers": sum(&|s| s.pending_barriers() as u64),
             "malformed": sum(&|s| s.stats().malformed),
+            "learning_table": self.cfg.learning.map(|l| l.table_id),
+            "packet_ins": sum(&|s| s.stats().packet_ins),
+            "learn_flows": sum(&|s| s.stats().learn_flows),
+            "learn_floods": sum(&|s| s.stats().learn_floods),
+            "packet_ins_shed": sum(&|s| s.stats().packet_ins_shed),
         })
     }
 
@@ -589,12 +606,39 @@ impl OfThread {
             "desired": lines(&self.desired.flows),
             "differences": differences,
             "in_sync": differences.is_empty() && !c.session.has_backlog(),
+            // Learnt flows live on the switch, outside both tables.
+            "learning": self.cfg.learning.map(|l| json!({
+                "table": l.table_id,
+                "cookie": format!("0x{:016x}", l.cookie),
+            })),
             "meters": {
                 "installed": meters(c.session.installed_meters()),
                 "desired": meters(&self.desired.meters),
             },
         }))
     }
+}
+
+/// A session's reactive-learning counters (null when learning is off).
+fn learning_json(s: &Session) -> Value {
+    let Some(t) = s.mac_table() else {
+        return Value::Null;
+    };
+    let st = s.stats();
+    let (learnt, evicted) = t.counts();
+    json!({
+        "flows": st.learn_flows,
+        "floods": st.learn_floods,
+        "hairpins": st.learn_hairpins,
+        "ignored": st.learn_ignored,
+        "shed": st.packet_ins_shed,
+        "other": st.packet_ins_other,
+        "learnt_at_connect": st.learnt_at_connect,
+        "errors": st.learn_errors,
+        "macs_learnt": learnt,
+        "macs_evicted": evicted,
+        "mac_capacity": t.capacity(),
+    })
 }
 
 /// Reads until WouldBlock, EOF, or the session's output queue is full.

@@ -31,6 +31,8 @@ const PROBE: usize = 8;
 pub struct PacketInView<'a> {
     pub xid: u32,
     pub buffer_id: u32,
+    /// Length of the frame on the switch (`data` may be shorter: truncated).
+    pub total_len: u16,
     pub reason: u8,
     pub table_id: u8,
     pub cookie: u64,
@@ -75,6 +77,7 @@ impl<'a> PacketInView<'a> {
         }
         let xid = be32(msg, 4)?;
         let buffer_id = be32(msg, 8)?;
+        let total_len = be16(msg, 12)?;
         let reason = *msg.get(14).ok_or(CodecError::Truncated)?;
         let table_id = *msg.get(15).ok_or(CodecError::Truncated)?;
         let cookie = be64(msg, 16)?;
@@ -103,6 +106,7 @@ impl<'a> PacketInView<'a> {
         Ok(PacketInView {
             xid,
             buffer_id,
+            total_len,
             reason,
             table_id,
             cookie,
@@ -123,6 +127,16 @@ pub struct MacTable {
 }
 
 const USED: u64 = 1 << 63;
+
+impl std::fmt::Debug for MacTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MacTable")
+            .field("capacity", &self.slots.len())
+            .field("learnt", &self.learnt)
+            .field("evicted", &self.evicted)
+            .finish()
+    }
+}
 
 impl MacTable {
     /// A table of at least `capacity` slots (rounded up to a power of two, at least 16).
@@ -198,6 +212,14 @@ pub struct LearningConfig {
     pub cookie: u64,
 }
 
+impl LearningConfig {
+    /// True for a flow entry this module installed (its table and cookie): such entries
+    /// belong to the switch's learning, not to the desired table.
+    pub fn is_learnt(&self, table_id: u8, cookie: u64) -> bool {
+        table_id == self.table_id && cookie == self.cookie
+    }
+}
+
 impl Default for LearningConfig {
     fn default() -> Self {
         LearningConfig {
@@ -218,7 +240,8 @@ pub enum Answer {
     Flood,
     /// The destination sits behind the input port: nothing to send.
     Drop,
-    /// Not an Ethernet frame we can read (too short) or no in_port: ignored.
+    /// Not an Ethernet frame we can read (too short), no in_port, or an unbuffered frame
+    /// the switch truncated (sending it on would put a cut packet on the wire): ignored.
     Ignored,
 }
 
@@ -322,8 +345,12 @@ pub fn answer(
     else {
         return Answer::Ignored;
     };
-    // A frame longer than a PACKET_OUT can carry is answered by flow only.
-    if pkt.buffer_id == NO_BUFFER && pkt.data.len() > usize::from(u16::MAX) - 64 {
+    // Unbuffered, the answer must carry the frame: one too long for a PACKET_OUT, or cut
+    // short by the switch, is not answered (the switch sends the next packet again).
+    if pkt.buffer_id == NO_BUFFER
+        && (pkt.data.len() > usize::from(u16::MAX) - 64
+            || pkt.data.len() < usize::from(pkt.total_len))
+    {
         return Answer::Ignored;
     }
     let multicast = |mac: u64| mac & (1 << 40) != 0;
@@ -346,15 +373,27 @@ pub fn answer(
     }
 }
 
-/// Encodes a PACKET_IN (for tests, fuzzing seeds, and the switch emulator).
+/// Encodes a PACKET_IN from table 0 (for tests, fuzzing seeds, and the switch emulator).
 pub fn emit_packet_in(out: &mut Vec<u8>, xid: u32, buffer_id: u32, in_port: u32, frame: &[u8]) {
+    emit_table_miss(out, xid, buffer_id, in_port, 0, frame);
+}
+
+/// Encodes a PACKET_IN sent by `table_id`'s miss entry (reason OFPR_NO_MATCH).
+pub fn emit_table_miss(
+    out: &mut Vec<u8>,
+    xid: u32,
+    buffer_id: u32,
+    in_port: u32,
+    table_id: u8,
+    frame: &[u8],
+) {
     // Match: type, length, in_port = 12, padded to 16; then 2 bytes of padding.
     let len = 24 + 16 + 2 + frame.len();
     header(out, msg_type::PACKET_IN, len, xid);
     put32(out, buffer_id);
     put16(out, frame.len() as u16);
     out.push(0); // OFPR_NO_MATCH
-    out.push(0);
+    out.push(table_id);
     put64(out, 0);
     put16(out, MATCH_OXM);
     put16(out, 12);
@@ -510,6 +549,20 @@ mod tests {
         assert_eq!(
             answer(&mut t, &cfg, &PacketInView::parse(&pi).unwrap(), &mut out),
             Answer::Ignored
+        );
+        // An unbuffered frame the switch truncated is not sent on, even to a known port.
+        let mut pi = packet_in(NO_BUFFER, 2, &eth(A, B));
+        pi[12..14].copy_from_slice(&1500u16.to_be_bytes());
+        let v = PacketInView::parse(&pi).unwrap();
+        assert_eq!(v.total_len, 1500);
+        assert_eq!(answer(&mut t, &cfg, &v, &mut out), Answer::Ignored);
+        assert!(out.is_empty());
+        // Buffered, the switch holds the whole packet: answered.
+        let mut pi = packet_in(9, 2, &eth(A, B));
+        pi[12..14].copy_from_slice(&1500u16.to_be_bytes());
+        assert_eq!(
+            answer(&mut t, &cfg, &PacketInView::parse(&pi).unwrap(), &mut out),
+            Answer::Flow { out_port: 1 }
         );
     }
 

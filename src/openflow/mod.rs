@@ -12,8 +12,9 @@
 //! Above the codec: [`translate`] turns compiled policy rules into flow entries, [`table`]
 //! keeps desired and installed tables canonically and computes the minimal strict
 //! difference, and [`session`] is one switch connection as a state machine over bytes and
-//! `now` (handshake, echo, barriers, error mapping, reconciliation). The sockets live in
-//! `daemon::openflow`.
+//! `now` (handshake, echo, barriers, error mapping, reconciliation, and — when the policy
+//! says `learn` — answering the learning table's PACKET_INs with [`learning`]'s
+//! allocation-free MAC learning). The sockets live in `daemon::openflow`.
 //!
 //! Every length read from the wire (message, match, OXM, instruction, action, multipart
 //! entry, meter band, hello element) is checked against its minimum, its alignment and its

@@ -31,6 +31,22 @@
 //! [`Session::wants_input`] turns false so the driver stops reading a switch that is not
 //! reading us.
 //!
+//! Reactive MAC learning (optional, [`SessionConfig::learning`]): a PACKET_IN sent by the
+//! learning table's miss entry is answered at once, in the input path, by
+//! [`learning::answer`] over the session's own fixed-size [`MacTable`], written straight
+//! into the output queue (a FLOW_MOD towards the learnt port, or a flooding PACKET_OUT).
+//! Nothing is allocated per PACKET_IN: the view borrows the input buffer, the answer
+//! extends the reused output buffer, and no event is queued. Answers are not held behind
+//! the flow-mod backlog: syncs stop queuing at `max_output`, answers may use a quarter more
+//! ([`SessionConfig::packet_in_headroom`]) so a switch being reconciled keeps learning;
+//! beyond that a PACKET_IN is counted (`packet_ins_shed`) and dropped — a reactive
+//! controller sheds load rather than queue without bound, and the switch sends the next
+//! packet of that flow again. Answers start once the HELLOs are exchanged, so a switch that
+//! kept its flows (the miss entry included) over a controller restart is served during the
+//! handshake. Learnt flows (learning table, learning cookie, idle timeout) are never part
+//! of the installed table: the flow dump at connect leaves them out, so reconciliation
+//! neither deletes nor rewrites them, and FLOW_REMOVED for them is ignored.
+//!
 //! Liveness: after `echo_interval` of silence the session sends an ECHO_REQUEST; after
 //! `echo_timeout` without any message it closes as a dead peer. A stream whose framing is
 //! broken (length below 8, version 0) cannot be resynchronized and closes the session; a
@@ -38,6 +54,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use super::learning::{self, Answer, LearningConfig, MacTable, PacketInView};
 use super::message::emit_flow_mod;
 use super::table::{canonical_match, diff, ofctl_line, Desired, EntryKey, FlowOp, FlowTable, Key};
 use super::translate::meter_bands;
@@ -73,8 +90,24 @@ pub struct SessionConfig {
     pub echo_interval_ns: u64,
     /// Silence before the switch is declared dead (also bounds the handshake).
     pub echo_timeout_ns: u64,
-    /// Output bytes queued beyond which no new flow-mods are queued and input is paused.
+    /// Output bytes queued beyond which no new flow-mods are queued and input is paused
+    /// (with learning on, input and PACKET_IN answers go on up to the headroom above it).
     pub max_output: usize,
+    /// Reactive MAC learning: how learnt flows are installed (`None` = off).
+    pub learning: Option<LearningConfig>,
+    /// MACs the per-session learning table holds (fixed memory; the oldest is overwritten).
+    pub mac_capacity: usize,
+}
+
+impl SessionConfig {
+    /// Output bytes above `max_output` that PACKET_IN answers may still use.
+    pub fn packet_in_headroom(&self) -> usize {
+        if self.learning.is_some() {
+            self.max_output / 4
+        } else {
+            0
+        }
+    }
 }
 
 impl Default for SessionConfig {
@@ -83,9 +116,16 @@ impl Default for SessionConfig {
             echo_interval_ns: 5_000_000_000,
             echo_timeout_ns: 15_000_000_000,
             max_output: 1 << 20,
+            learning: None,
+            mac_capacity: 4096,
         }
     }
 }
+
+/// OFPR_NO_MATCH and OFPR_ACTION: the reasons a learning table's miss entry is reported
+/// with (1.3 says NO_MATCH for a table-miss entry; some switches say ACTION).
+const REASON_NO_MATCH: u8 = 0;
+const REASON_ACTION: u8 = 1;
 
 /// Where the session is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -239,7 +279,26 @@ pub struct SessionStats {
     pub partial_inputs: u64,
     pub echo_requests: u64,
     pub echo_replies: u64,
+    /// Every PACKET_IN received.
     pub packet_ins: u64,
+    /// PACKET_INs answered with a learnt flow (FLOW_MOD, plus PACKET_OUT when unbuffered).
+    pub learn_flows: u64,
+    /// PACKET_INs answered with a flooding PACKET_OUT (destination unknown or multicast).
+    pub learn_floods: u64,
+    /// PACKET_INs whose destination sits behind their input port (nothing sent).
+    pub learn_hairpins: u64,
+    /// PACKET_INs from the learning table with no readable frame or in_port, or with an
+    /// unbuffered frame the switch cut short (never sent on).
+    pub learn_ignored: u64,
+    /// PACKET_INs dropped unanswered because the output queue was full.
+    pub packet_ins_shed: u64,
+    /// PACKET_INs not from the learning table's miss entry (or with learning off).
+    pub packet_ins_other: u64,
+    /// Learnt flows found on the switch at connect (left alone).
+    pub learnt_at_connect: u64,
+    /// ERRORs about a learning answer (a learnt FLOW_MOD or a PACKET_OUT): counted, not
+    /// reported one by one (a full learning table would reject every one).
+    pub learn_errors: u64,
     /// Messages we do not act on (in this phase or at all).
     pub ignored: u64,
 }
@@ -312,6 +371,8 @@ pub struct Session {
     stats: SessionStats,
     recent_errors: VecDeque<FlowModError>,
     closed: Option<CloseReason>,
+    /// The learning table, when learning is on.
+    macs: Option<MacTable>,
 }
 
 impl Session {
@@ -344,6 +405,7 @@ impl Session {
             stats: SessionStats::default(),
             recent_errors: VecDeque::new(),
             closed: None,
+            macs: cfg.learning.map(|_| MacTable::new(cfg.mac_capacity)),
         };
         let xid = s.tx.xid();
         s.tx.send(xid, &Message::Hello(Hello::v13()));
@@ -403,6 +465,11 @@ impl Session {
         self.recent_errors.iter()
     }
 
+    /// The MAC learning table, when learning is on.
+    pub fn mac_table(&self) -> Option<&MacTable> {
+        self.macs.as_ref()
+    }
+
     /// Why the session closed, once it has.
     pub fn close_reason(&self) -> Option<&CloseReason> {
         self.closed.as_ref()
@@ -417,7 +484,14 @@ impl Session {
     /// True while the driver should read from the switch: open, and the output queue below
     /// its bound (a switch that does not read what we send is not read either).
     pub fn wants_input(&self) -> bool {
-        self.closed.is_none() && self.tx.pending() < self.cfg.max_output
+        self.closed.is_none() && self.tx.pending() < self.answer_limit()
+    }
+
+    /// Output queued beyond which PACKET_INs are shed (and input paused).
+    fn answer_limit(&self) -> usize {
+        self.cfg
+            .max_output
+            .saturating_add(self.cfg.packet_in_headroom())
     }
 
     /// True when the session has flow-mods it could not queue yet (output queue full).
@@ -707,6 +781,11 @@ impl Session {
         self.stats.msgs_in += 1;
         self.last_rx_ns = now_ns;
         self.echo_sent = false;
+        if header.msg_type == super::msg_type::PACKET_IN && self.phase != Phase::Hello {
+            // Read through a borrowed view: the reactive path allocates nothing.
+            self.on_packet_in(header, bytes);
+            return;
+        }
         let (xid, msg) = match Message::parse(bytes) {
             Ok(m) => m,
             Err(error) => {
@@ -759,6 +838,11 @@ impl Session {
                 }
             }
             Message::PacketIn(_) => self.stats.packet_ins += 1,
+            Message::FlowRemoved(fr)
+                if self
+                    .cfg
+                    .learning
+                    .is_some_and(|l| l.is_learnt(fr.table_id, fr.cookie)) => {}
             Message::FlowRemoved(fr) if self.phase == Phase::Ready => {
                 let key = Key::new(EntryKey {
                     table_id: fr.table_id,
@@ -770,6 +854,79 @@ impl Session {
                 }
             }
             _ => self.stats.ignored += 1,
+        }
+    }
+
+    /// True if an ERROR's data (the start of the offending message) is a learning answer:
+    /// a FLOW_MOD with the learning cookie into the learning table, or a PACKET_OUT.
+    fn is_learning_answer(&self, data: &[u8]) -> bool {
+        let Some(l) = self.cfg.learning else {
+            return false;
+        };
+        match data.get(1) {
+            Some(&t) if t == super::msg_type::PACKET_OUT => true,
+            Some(&t) if t == super::msg_type::FLOW_MOD => {
+                let cookie = data
+                    .get(8..16)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes);
+                matches!((cookie, data.get(24)), (Some(c), Some(&table)) if l.is_learnt(table, c))
+            }
+            _ => false,
+        }
+    }
+
+    /// Answers a learning-table miss from the MAC table, or just counts the PACKET_IN.
+    fn on_packet_in(&mut self, header: Header, bytes: &[u8]) {
+        self.stats.packet_ins += 1;
+        let view = match PacketInView::parse(bytes) {
+            Ok(v) => v,
+            Err(error) => {
+                self.stats.malformed += 1;
+                self.push_event(SessionEvent::Malformed {
+                    msg_type: header.msg_type,
+                    error,
+                });
+                return;
+            }
+        };
+        let limit = self.answer_limit();
+        let (Some(cfg), Some(macs)) = (self.cfg.learning, self.macs.as_mut()) else {
+            self.stats.packet_ins_other += 1;
+            return;
+        };
+        let from_miss = view.table_id == cfg.table_id
+            && (view.reason == REASON_NO_MATCH || view.reason == REASON_ACTION);
+        // From the end of the HELLO exchange on: a switch that kept its learning table
+        // across a controller restart is answered while the handshake still runs.
+        if !from_miss {
+            self.stats.packet_ins_other += 1;
+            return;
+        }
+        if self.tx.pending() >= limit {
+            self.stats.packet_ins_shed += 1;
+            return;
+        }
+        // Our own xid: an ERROR about a learnt flow must not name one of our flow-mods.
+        let view = PacketInView {
+            xid: self.tx.xid(),
+            ..view
+        };
+        match learning::answer(macs, &cfg, &view, &mut self.tx.buf) {
+            Answer::Flow { .. } => {
+                self.stats.learn_flows += 1;
+                self.tx.msgs += if view.buffer_id == super::NO_BUFFER {
+                    2
+                } else {
+                    1
+                };
+            }
+            Answer::Flood => {
+                self.stats.learn_floods += 1;
+                self.tx.msgs += 1;
+            }
+            Answer::Drop => self.stats.learn_hairpins += 1,
+            Answer::Ignored => self.stats.learn_ignored += 1,
         }
     }
 
@@ -832,7 +989,14 @@ impl Session {
 
     fn finish_dump(&mut self) {
         let stats = std::mem::take(&mut self.dump_flows);
-        self.installed = FlowTable::from_stats(&stats);
+        // Learnt flows stay on the switch and out of the installed table (never diffed).
+        let learnt = |s: &FlowStats| {
+            self.cfg
+                .learning
+                .is_some_and(|l| l.is_learnt(s.table_id, s.cookie))
+        };
+        self.stats.learnt_at_connect += stats.iter().filter(|s| learnt(s)).count() as u64;
+        self.installed = FlowTable::from_stats_without(&stats, learnt);
         self.phase = Phase::Ready;
         self.handshake_xid = 0;
         self.resync = true;
@@ -948,6 +1112,10 @@ impl Session {
             }
             self.recent_errors.push_back(err.clone());
             self.push_event(SessionEvent::FlowModFailed(err));
+            return;
+        }
+        if self.is_learning_answer(&e.data) {
+            self.stats.learn_errors += 1;
             return;
         }
         if xid != 0 && xid == self.handshake_xid {

@@ -14,6 +14,7 @@ fn cfg() -> SessionConfig {
         echo_interval_ns: 5 * SEC,
         echo_timeout_ns: 15 * SEC,
         max_output: 1 << 20,
+        ..SessionConfig::default()
     }
 }
 
@@ -90,7 +91,11 @@ fn reply(flags: u16, body: MultipartReplyBody) -> Message {
 /// Runs the handshake against a switch holding `table`, replying `chunk` entries per
 /// multipart message (MORE set on all but the last).
 fn handshake(now: u64, table: &[FlowStats], chunk: usize) -> Session {
-    let mut s = Session::new(now, cfg());
+    handshake_with(now, cfg(), table, chunk)
+}
+
+fn handshake_with(now: u64, cfg: SessionConfig, table: &[FlowStats], chunk: usize) -> Session {
+    let mut s = Session::new(now, cfg);
     let out = take(&mut s);
     assert!(
         matches!(out.as_slice(), [(_, Message::Hello(_))]),
@@ -351,7 +356,11 @@ fn reconciliation_sends_only_the_difference_then_a_barrier() {
 fn the_default_policy_is_installed_whole_on_an_empty_switch() {
     let config = crate::config::Config::embedded().unwrap();
     let engine = crate::policy::engine::PolicyEngine::from_config(&config).unwrap();
-    let (desired, errors) = Desired::from_policy(&engine.rules(), &engine.meters());
+    let (desired, errors) = Desired::from_policy(
+        &engine.rules(),
+        &engine.meters(),
+        &crate::openflow::translate::TranslateConfig::default(),
+    );
     assert!(errors.is_empty());
     assert_eq!(desired.flows.len(), 3);
     let mut s = handshake(0, &[], 1);
@@ -674,6 +683,46 @@ mod hostile_input {
             prop_assert!(!s.is_closed() || s.close_reason().is_some());
             prop_assert!(s.stats().msgs_in >= msgs.len() as u64 || s.is_closed());
         }
+
+        /// With learning on (table 0, so every PACKET_IN reaches it): random PACKET_IN
+        /// bodies never panic, and well-formed ones with random frames, ports and buffer
+        /// ids get answers the general codec parses, one kind counted per PACKET_IN.
+        #[test]
+        fn learning_answers_always_parse(
+            bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..120), 0..8),
+            pkts in proptest::collection::vec(
+                (any::<bool>(), 1u32..6, proptest::collection::vec(any::<u8>(), 0..100)),
+                1..32,
+            ),
+        ) {
+            let cfg = SessionConfig {
+                learning: Some(LearningConfig { table_id: 0, ..LearningConfig::default() }),
+                mac_capacity: 16,
+                ..cfg()
+            };
+            let mut s = handshake_with(0, cfg, &[], 1);
+            take(&mut s);
+            for body in &bodies {
+                let mut b = vec![4, crate::openflow::msg_type::PACKET_IN, 0, 0, 0, 0, 0, 9];
+                b.extend_from_slice(body);
+                let len = b.len() as u16;
+                b[2..4].copy_from_slice(&len.to_be_bytes());
+                s.handle_input(SEC, &b);
+                take(&mut s);
+            }
+            prop_assert!(!s.is_closed());
+            let before = s.stats();
+            for (i, (buffered, in_port, frame)) in pkts.iter().enumerate() {
+                let buffer = if *buffered { i as u32 } else { NO_BUFFER };
+                packet_in(&mut s, SEC, buffer, *in_port, 0, frame);
+                // `take` parses every message with the codec and fails on garbage.
+                let out = take(&mut s);
+                prop_assert!(out.len() <= 2);
+            }
+            let st = s.stats();
+            let kinds = |x: SessionStats| x.learn_flows + x.learn_floods + x.learn_hairpins + x.learn_ignored;
+            prop_assert_eq!(kinds(st) - kinds(before), pkts.len() as u64);
+        }
     }
 }
 
@@ -688,4 +737,379 @@ fn packet_out_carries_the_packet_not_a_buffer_id() {
     };
     assert_eq!(p.buffer_id, crate::openflow::NO_BUFFER);
     assert_eq!(p.data.len(), 60);
+}
+
+// ---- reactive MAC learning ----
+
+use crate::openflow::learning::{emit_table_miss, LearningConfig};
+use crate::openflow::translate::TranslateConfig;
+use crate::openflow::{CONTROLLER_MAX_LEN_NO_BUFFER, NO_BUFFER};
+
+const LEARN_TABLE: u8 = 250;
+const MAC_A: [u8; 6] = [0, 0, 0, 0, 0, 0xa];
+const MAC_B: [u8; 6] = [0, 0, 0, 0, 0, 0xb];
+
+/// An OUTPUT as the learning core writes it (max_len 0).
+fn out_to(port: u32) -> Action {
+    Action::Output { port, max_len: 0 }
+}
+
+fn learning() -> LearningConfig {
+    LearningConfig {
+        table_id: LEARN_TABLE,
+        ..LearningConfig::default()
+    }
+}
+
+fn learning_cfg() -> SessionConfig {
+    SessionConfig {
+        learning: Some(learning()),
+        mac_capacity: 64,
+        ..cfg()
+    }
+}
+
+fn eth(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&[0x45; 46]);
+    f
+}
+
+fn packet_in(s: &mut Session, now: u64, buffer_id: u32, in_port: u32, table: u8, frame: &[u8]) {
+    let mut b = Vec::new();
+    emit_table_miss(&mut b, 0, buffer_id, in_port, table, frame);
+    s.handle_input(now, &b);
+}
+
+/// The desired table of `main` over the embedded default's `auth` module.
+fn desired_for(main: &str, translate: &TranslateConfig) -> Desired {
+    let mut config = crate::config::Config::embedded().unwrap();
+    config.policy.main = main.into();
+    let engine = crate::policy::engine::PolicyEngine::from_config(&config).unwrap();
+    let (desired, errors) = Desired::from_policy(&engine.rules(), &engine.meters(), translate);
+    assert!(errors.is_empty(), "{errors:?}");
+    desired
+}
+
+fn learn_translate() -> TranslateConfig {
+    TranslateConfig {
+        learning_table: Some(LEARN_TABLE),
+    }
+}
+
+/// A learnt flow as the switch reports it in a flow dump.
+fn learnt_stats(in_port: u32, dst: [u8; 6], out_port: u32) -> FlowStats {
+    let key = EntryKey::new(
+        LEARN_TABLE,
+        learning().priority,
+        &Match::builder()
+            .in_port(in_port)
+            .eth_dst(dst)
+            .build()
+            .unwrap(),
+    );
+    FlowStats {
+        cookie: learning().cookie,
+        idle_timeout: 60,
+        ..stats(
+            &key,
+            vec![Instruction::ApplyActions(vec![Action::output(out_port)])],
+        )
+    }
+}
+
+#[test]
+fn auth_then_learn_keeps_auth_in_front_and_ends_in_the_learning_miss_entry() {
+    let d = desired_for("auth >> learn", &learn_translate());
+    let (miss_key, miss) = crate::openflow::table::learning_miss_entry(LEARN_TABLE);
+    assert_eq!(d.flows.get(&miss_key), Some(&miss[..]));
+    assert_eq!(
+        miss,
+        vec![Instruction::ApplyActions(vec![Action::Output {
+            port: port::CONTROLLER,
+            max_len: CONTROLLER_MAX_LEN_NO_BUFFER
+        }])]
+    );
+    // auth's table 0 drops cleared hosts' IPv4 (its initial state) and passes the rest to
+    // table 1, whose only rule continues to the learning table.
+    let by_table = |t: u8| d.flows.iter().filter(move |(k, _)| k.table_id == t);
+    assert!(by_table(0).any(|(_, i)| i.is_empty()), "auth's drop");
+    assert!(by_table(0).any(|(_, i)| i == [Instruction::GotoTable(1)]));
+    let last: Vec<_> = by_table(1).collect();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].1, [Instruction::GotoTable(LEARN_TABLE)]);
+    assert!(d
+        .flows
+        .iter()
+        .all(|(k, _)| k.table_id <= 1 || k.table_id == LEARN_TABLE));
+    // Without learning configured, `learn` cannot be translated; `normal` needs no table.
+    let config = crate::config::Config::embedded().unwrap();
+    let engine = crate::policy::engine::PolicyEngine::from_config(&config).unwrap();
+    let (plain, errors) = Desired::from_policy(
+        &engine.rules(),
+        &engine.meters(),
+        &TranslateConfig::default(),
+    );
+    assert!(errors.is_empty());
+    assert!(plain.flows.iter().all(|(k, _)| k.table_id != LEARN_TABLE));
+}
+
+#[test]
+fn an_unknown_destination_floods_then_a_learnt_one_gets_a_flow_with_the_buffer_id() {
+    let mut s = handshake_with(0, learning_cfg(), &[], 1);
+    let desired = desired_for("auth >> learn", &learn_translate());
+    assert!(s.sync(&desired) > 0);
+    let _ = take(&mut s);
+    // A (port 1) → B: B unknown, flooded with the frame itself (unbuffered).
+    let f = eth(MAC_B, MAC_A);
+    packet_in(&mut s, SEC, NO_BUFFER, 1, LEARN_TABLE, &f);
+    let out = take(&mut s);
+    let [(_, Message::PacketOut(po))] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    assert_eq!((po.buffer_id, po.in_port, &po.data), (NO_BUFFER, 1, &f));
+    assert_eq!(po.actions, vec![out_to(port::FLOOD)]);
+    // B (port 2) → A, buffered as 7: a flow towards port 1 releasing buffer 7, nothing else.
+    packet_in(&mut s, SEC, 7, 2, LEARN_TABLE, &eth(MAC_A, MAC_B));
+    let out = take(&mut s);
+    let [(_, Message::FlowMod(fm))] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(fm.command, FlowModCommand::Add);
+    let l = learning();
+    assert_eq!(
+        (
+            fm.table_id,
+            fm.priority,
+            fm.idle_timeout,
+            fm.cookie,
+            fm.buffer_id
+        ),
+        (LEARN_TABLE, l.priority, l.idle_timeout, l.cookie, 7)
+    );
+    assert_eq!(
+        fm.match_,
+        Match::builder().in_port(2).eth_dst(MAC_A).build().unwrap()
+    );
+    assert_eq!(
+        fm.instructions,
+        vec![Instruction::ApplyActions(vec![out_to(1)])]
+    );
+    // Unbuffered, the flow is followed by a PACKET_OUT carrying the frame.
+    let f = eth(MAC_B, MAC_A);
+    packet_in(&mut s, SEC, NO_BUFFER, 1, LEARN_TABLE, &f);
+    let out = take(&mut s);
+    assert!(
+        matches!(out.as_slice(), [(_, Message::FlowMod(_)), (_, Message::PacketOut(p))] if p.data == f && p.actions == vec![out_to(2)]),
+        "{out:?}"
+    );
+    let st = s.stats();
+    assert_eq!(
+        (
+            st.packet_ins,
+            st.learn_floods,
+            st.learn_flows,
+            st.packet_ins_shed
+        ),
+        (3, 1, 2, 0)
+    );
+    // Learnt flows are not the controller's: the installed table did not grow.
+    assert_eq!(s.installed(), &desired.flows);
+    assert_eq!(s.mac_table().map(|t| t.counts().0), Some(2));
+    assert!(s
+        .events
+        .iter()
+        .all(|e| !matches!(e, SessionEvent::Malformed { .. })));
+}
+
+#[test]
+fn packet_ins_from_other_tables_or_without_learning_are_only_counted() {
+    let mut s = handshake_with(0, learning_cfg(), &[], 1);
+    packet_in(&mut s, SEC, NO_BUFFER, 1, 0, &eth(MAC_B, MAC_A));
+    assert!(take(&mut s).is_empty());
+    let mut off = handshake(0, &[], 1);
+    packet_in(&mut off, SEC, NO_BUFFER, 1, LEARN_TABLE, &eth(MAC_B, MAC_A));
+    assert!(take(&mut off).is_empty());
+    for st in [s.stats(), off.stats()] {
+        assert_eq!(
+            (st.packet_ins, st.packet_ins_other, st.learn_floods),
+            (1, 1, 0)
+        );
+    }
+    assert!(off.mac_table().is_none());
+    // A lying PACKET_IN is malformed, not a panic.
+    let mut b = Vec::new();
+    emit_table_miss(&mut b, 0, NO_BUFFER, 1, LEARN_TABLE, &eth(MAC_B, MAC_A));
+    b[27] = 200;
+    s.handle_input(SEC, &b);
+    assert_eq!(s.stats().malformed, 1);
+    assert!(!s.is_closed());
+}
+
+#[test]
+fn learnt_flows_survive_a_reconnects_reconciliation_and_later_syncs() {
+    let desired = desired_for("auth >> learn", &learn_translate());
+    // The switch kept its learnt flows while we were away, plus a stray entry in the
+    // learning table without our cookie, and lacks the miss entry.
+    let (miss_key, _) = crate::openflow::table::learning_miss_entry(LEARN_TABLE);
+    let mut dump: Vec<FlowStats> = desired
+        .flows
+        .iter()
+        .filter(|(k, _)| **k != miss_key)
+        .map(|(k, i)| stats(k, i.to_vec()))
+        .collect();
+    dump.push(learnt_stats(1, MAC_B, 2));
+    dump.push(learnt_stats(2, MAC_A, 1));
+    let stray = FlowStats {
+        cookie: 0,
+        ..learnt_stats(3, MAC_A, 1)
+    };
+    dump.push(stray.clone());
+    let mut s = handshake_with(0, learning_cfg(), &dump, 3);
+    assert_eq!(s.stats().learnt_at_connect, 2);
+    assert_eq!(s.sync(&desired), 2);
+    let out = take(&mut s);
+    let mods = flow_mods(&out);
+    let ops: Vec<_> = mods
+        .iter()
+        .map(|(_, f)| (f.command, f.table_id, f.priority, f.cookie))
+        .collect();
+    // Only the miss entry is added and the stray one deleted; learnt flows are untouched.
+    assert_eq!(
+        ops,
+        vec![
+            (FlowModCommand::Add, LEARN_TABLE, 0, 0),
+            (
+                FlowModCommand::DeleteStrict,
+                LEARN_TABLE,
+                learning().priority,
+                0
+            ),
+        ]
+    );
+    assert_eq!(
+        canonical_match(&mods[1].1.match_),
+        canonical_match(&stray.match_)
+    );
+    // A full resync (the policy thread resending the table) finds nothing to do.
+    s.mark_resync();
+    assert_eq!(s.sync(&desired), 0);
+    // The switch expiring a learnt flow changes nothing on our side.
+    let removed = learnt_stats(1, MAC_B, 2);
+    send(
+        &mut s,
+        SEC,
+        0,
+        Message::FlowRemoved(crate::openflow::FlowRemoved {
+            cookie: removed.cookie,
+            priority: removed.priority,
+            reason: 0,
+            table_id: LEARN_TABLE,
+            duration_sec: 60,
+            duration_nsec: 0,
+            idle_timeout: 60,
+            hard_timeout: 0,
+            packet_count: 1,
+            byte_count: 64,
+            match_: removed.match_.clone(),
+        }),
+    );
+    assert_eq!(s.sync(&desired), 0);
+    assert_eq!(s.installed(), &desired.flows);
+}
+
+#[test]
+fn packet_ins_are_answered_during_a_backlog_and_shed_when_the_queue_is_full() {
+    let cfg = SessionConfig {
+        max_output: 4096,
+        ..learning_cfg()
+    };
+    let mut s = handshake_with(0, cfg, &[], 1);
+    let _ = take(&mut s);
+    // A desired table far larger than the queue: the sync stops at max_output.
+    let mut big = desired_for("auth >> learn", &learn_translate());
+    for h in 0..200u8 {
+        big.flows.insert(host_key(0, 20, h), &goto1());
+    }
+    s.sync(&big);
+    assert!(s.has_backlog());
+    let queued = s.poll_transmit().len();
+    assert!(queued >= 4096);
+    // Answers still go out, into the headroom above max_output.
+    let f = eth(MAC_B, MAC_A);
+    packet_in(&mut s, SEC, NO_BUFFER, 1, LEARN_TABLE, &f);
+    assert_eq!(s.stats().learn_floods, 1);
+    assert!(s.poll_transmit().len() > queued);
+    // Until the headroom is used up: then PACKET_INs are counted and dropped.
+    let n = 200;
+    for _ in 0..n {
+        packet_in(&mut s, SEC, NO_BUFFER, 1, LEARN_TABLE, &f);
+    }
+    let st = s.stats();
+    assert_eq!(st.learn_floods + st.packet_ins_shed, n + 1);
+    assert!(st.packet_ins_shed > 0);
+    let limit = 4096 + cfg.packet_in_headroom();
+    assert!(s.poll_transmit().len() < limit + 200, "bounded");
+    assert!(!s.wants_input());
+    // Once the switch reads, answers resume.
+    let _ = take(&mut s);
+    assert!(s.wants_input());
+    packet_in(&mut s, SEC, NO_BUFFER, 1, LEARN_TABLE, &f);
+    assert_eq!(s.stats().learn_floods, st.learn_floods + 1);
+}
+
+#[test]
+fn errors_about_learning_answers_are_counted_not_reported_one_by_one() {
+    let mut s = handshake_with(0, learning_cfg(), &[], 1);
+    let _ = take(&mut s);
+    while s.poll_event().is_some() {}
+    packet_in(&mut s, SEC, NO_BUFFER, 1, LEARN_TABLE, &eth(MAC_B, MAC_A));
+    packet_in(&mut s, SEC, 5, 2, LEARN_TABLE, &eth(MAC_A, MAC_B));
+    let bytes = s.poll_transmit().to_vec();
+    let out = take(&mut s);
+    assert!(matches!(
+        out.as_slice(),
+        [(_, Message::PacketOut(_)), (_, Message::FlowMod(_))]
+    ));
+    // The switch rejects both (say, its learning table is full): data = their first bytes.
+    let Ok(Some((_, first))) = frame(&bytes) else {
+        panic!("framing")
+    };
+    for (xid, data) in [
+        (out[0].0, &bytes[..first]),
+        (out[1].0, &bytes[first..first + 64]),
+    ] {
+        send(
+            &mut s,
+            2 * SEC,
+            xid,
+            Message::Error(crate::openflow::ErrorMsg {
+                err_type: 5,
+                code: 1,
+                data: data.to_vec(),
+            }),
+        );
+    }
+    assert_eq!(s.stats().learn_errors, 2);
+    assert_eq!(s.stats().flow_mod_errors, 0);
+    assert_eq!(s.poll_event(), None);
+}
+
+#[test]
+fn packet_ins_are_answered_during_the_handshake_once_hellos_are_exchanged() {
+    let mut s = Session::new(0, learning_cfg());
+    let _ = take(&mut s);
+    send(&mut s, 0, 1, Message::Hello(Hello::v13()));
+    let _ = take(&mut s);
+    assert_eq!(s.phase(), Phase::Features);
+    packet_in(&mut s, SEC, NO_BUFFER, 1, LEARN_TABLE, &eth(MAC_B, MAC_A));
+    let out = take(&mut s);
+    assert!(
+        matches!(out.as_slice(), [(_, Message::PacketOut(_))]),
+        "{out:?}"
+    );
+    assert_eq!(s.stats().learn_floods, 1);
 }

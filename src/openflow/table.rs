@@ -17,12 +17,19 @@
 //! session's installed table and its in-flight records, so queuing a flow-mod and
 //! recording it as installed copies no match and no instruction list.
 //!
-//! Table-miss: Reflex installs no table-miss entry of its own. The compiler ends every
-//! table it uses with a priority-0 match-all rule (goto the next table, or the last table's
-//! output), so the policy is total; a table the policy does not use stays empty and, with
-//! the switch in fail-mode secure, its misses drop. Any other entry found on a switch (for
-//! example OVS's `priority=0 actions=NORMAL` from standalone mode) is deleted strictly,
-//! one by one; the table is never wiped.
+//! Table-miss: the compiler ends every table it uses with a priority-0 match-all rule (goto
+//! the next table, or the last table's output), so the policy is total; a table the policy
+//! does not use stays empty and, with the switch in fail-mode secure, its misses drop. The
+//! one miss entry Reflex adds itself is the MAC-learning table's (reactive mode, when the
+//! policy uses `learn`): `priority=0 actions=CONTROLLER:65535`, part of the desired table
+//! like any rule ([`learning_miss_entry`]). Any other entry found on a switch (for example
+//! OVS's `priority=0 actions=NORMAL` from standalone mode) is deleted strictly, one by one;
+//! the table is never wiped.
+//!
+//! Learnt flows (installed by the session from PACKET_INs, with the learning cookie and an
+//! idle timeout) live on the switch but in neither table: the session leaves them out of the
+//! installed table it reads at connect ([`FlowTable::from_stats_without`]), so no diff ever
+//! deletes or "fixes" them, and the switch expires them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -30,7 +37,7 @@ use std::sync::Arc;
 
 use crate::policy;
 
-use super::translate::{translate_rule, TranslateError, TranslatedRule};
+use super::translate::{translate_rule, TranslateConfig, TranslateError, TranslatedRule};
 use super::{port, Action, FlowStats, Instruction, Match, OxmField, OFPVID_PRESENT};
 
 /// What identifies an entry on a switch: OpenFlow's (table, priority, match), canonical.
@@ -211,6 +218,18 @@ impl FlowTable {
         t
     }
 
+    /// The table a switch reported, without the entries `skip` picks (learnt flows).
+    pub fn from_stats_without(stats: &[FlowStats], skip: impl Fn(&FlowStats) -> bool) -> FlowTable {
+        let mut t = FlowTable::new();
+        for s in stats.iter().filter(|s| !skip(s)) {
+            t.insert(
+                EntryKey::new(s.table_id, s.priority, &s.match_),
+                &s.instructions,
+            );
+        }
+        t
+    }
+
     /// Applies one operation as [`diff`] produced it.
     pub fn apply(&mut self, op: FlowOp, key: &EntryKey, instructions: &[Instruction]) {
         match op {
@@ -305,19 +324,37 @@ impl DesiredDelta {
 /// Rules that could not be translated, with why (logged and counted by the caller).
 pub type TranslateErrors = Vec<(policy::RuleKey, TranslateError)>;
 
+/// The learning table's miss entry: everything not learnt yet goes to the controller, whole
+/// (max_len NO_BUFFER), as a PACKET_IN.
+pub fn learning_miss_entry(table: u8) -> (EntryKey, Vec<Instruction>) {
+    (
+        EntryKey::new(table, 0, &Match::any()),
+        vec![Instruction::ApplyActions(vec![Action::Output {
+            port: port::CONTROLLER,
+            max_len: super::CONTROLLER_MAX_LEN_NO_BUFFER,
+        }])],
+    )
+}
+
 impl Desired {
-    /// The desired table of a compiled pipeline.
+    /// The desired table of a compiled pipeline (plus the learning table's miss entry when
+    /// `cfg` names one).
     pub fn from_policy(
         rules: &[policy::Rule],
         meters: &[(u32, u32)],
+        cfg: &TranslateConfig,
     ) -> (Desired, TranslateErrors) {
         let mut d = Desired {
             flows: FlowTable::new(),
             meters: meters.iter().copied().collect(),
         };
+        if let Some(t) = cfg.learning_table {
+            let (key, instructions) = learning_miss_entry(t);
+            d.flows.insert(key, &instructions);
+        }
         let mut errors = Vec::new();
         for r in rules {
-            match translate_rule(r) {
+            match translate_rule(r, cfg) {
                 Ok(entries) => {
                     for e in &entries {
                         d.flows.insert(
@@ -351,6 +388,7 @@ impl Desired {
 pub fn delta_from_policy(
     delta: &policy::Delta,
     meters: &[(u32, u32)],
+    cfg: &TranslateConfig,
 ) -> (DesiredDelta, TranslateErrors) {
     let mut out = DesiredDelta {
         flows: Vec::with_capacity(delta.len()),
@@ -364,7 +402,7 @@ pub fn delta_from_policy(
             pattern: k.pattern.clone(),
             actions: Vec::new(),
         };
-        match translate_rule(&probe) {
+        match translate_rule(&probe, cfg) {
             Ok(entries) => out.flows.extend(entries.iter().map(|e| {
                 (
                     Arc::new(EntryKey::new(e.table_id, e.priority, &e.match_)),
@@ -375,7 +413,7 @@ pub fn delta_from_policy(
         }
     }
     for r in delta.added.iter().chain(&delta.modified) {
-        match translate_rule(r) {
+        match translate_rule(r, cfg) {
             Ok(entries) => out.flows.extend(entries.iter().map(|e| {
                 (
                     Arc::new(EntryKey::new(e.table_id, e.priority, &e.match_)),
