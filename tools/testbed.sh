@@ -9,11 +9,13 @@
 #   tools/testbed.sh status  show the bridge, controller, sFlow and flows
 #   tools/testbed.sh sflow   (re)configure sFlow with the current SAMPLING / POLLING
 #   tools/testbed.sh reconnect   make the switch reconnect to the controller at once
+#   tools/testbed.sh restart     restart ovs-vswitchd (its flow table is lost, as in a reboot)
 #
 # Settings (environment):
 #   RUN_DIR=/tmp/reflex-testbed  HOSTS=3  SAMPLING=10  POLLING=20  HEADER=128
 #   CONTROLLER=tcp:127.0.0.1:6653  SFLOW_TARGET=127.0.0.1:6343  DPID=0000000000000001
-#   BRIDGE=s1  NO_SFLOW=1 (skip sFlow)  NO_CONTROLLER=1 (standalone, no controller)
+#   BRIDGE=s1  NO_SFLOW=1 (skip sFlow)  NO_CONTROLLER=1 (fail-mode standalone: a learning
+#   switch with no controller)
 set -euo pipefail
 
 RUN_DIR=${RUN_DIR:-/tmp/reflex-testbed}
@@ -86,8 +88,12 @@ up() {
     "${VSCTL[@]}" --no-wait init
     ovs-vswitchd "unix:$DB_SOCK" --pidfile="$RUN_DIR/ovs-vswitchd.pid" --detach \
         --log-file="$RUN_DIR/ovs-vswitchd.log" 2>/dev/null
+    # In fail-mode secure an empty table drops everything: without a controller the bridge
+    # must be standalone to forward.
+    local fail_mode=secure
+    [ -z "${NO_CONTROLLER:-}" ] || fail_mode=standalone
     "${VSCTL[@]}" add-br "$BRIDGE" -- set bridge "$BRIDGE" datapath_type=netdev \
-        protocols=OpenFlow13 fail-mode=secure other-config:datapath-id="$DPID" \
+        protocols=OpenFlow13 fail-mode="$fail_mode" other-config:datapath-id="$DPID" \
         other-config:disable-in-band=true
     for i in $(seq 1 "$HOSTS"); do
         local ns="h$i" host_if="h$i-eth0" sw_if="$BRIDGE-eth$i"
@@ -122,6 +128,27 @@ reconnect() {
         -- set controller "$BRIDGE" connection-mode=out-of-band
 }
 
+start_vswitchd() {
+    ovs-vswitchd "unix:$DB_SOCK" --pidfile="$RUN_DIR/ovs-vswitchd.pid" --detach \
+        --log-file="$RUN_DIR/ovs-vswitchd.log" 2>/dev/null
+}
+
+restart() {
+    need
+    local ctl pid=""; ctl=$(vswitchd_ctl || true)
+    [ -f "$RUN_DIR/ovs-vswitchd.pid" ] && pid=$(cat "$RUN_DIR/ovs-vswitchd.pid")
+    [ -n "$ctl" ] && { timeout 10 ovs-appctl -t "$ctl" exit --cleanup || true; }
+    # `exit` returns before the daemon is gone, and a second one refuses to start.
+    if [ -n "$pid" ]; then
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$RUN_DIR/ovs-vswitchd.pid" "$RUN_DIR"/ovs-vswitchd.*.ctl
+    start_vswitchd
+    # A write without --no-wait returns once vswitchd has applied the database.
+    "${VSCTL[@]}" set bridge "$BRIDGE" other-config:restarts="$(date +%s%N)"
+}
+
 status() {
     "${VSCTL[@]}" show
     ovs-ofctl -O OpenFlow13 dump-flows "unix:$RUN_DIR/$BRIDGE.mgmt" 2>/dev/null || true
@@ -133,5 +160,6 @@ case "${1:-}" in
     status) status ;;
     sflow) set_sflow ;;
     reconnect) reconnect ;;
-    *) echo "usage: $0 up|down|status|sflow|reconnect" >&2; exit 2 ;;
+    restart) restart ;;
+    *) echo "usage: $0 up|down|status|sflow|reconnect|restart" >&2; exit 2 ;;
 esac
