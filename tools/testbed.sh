@@ -16,6 +16,9 @@
 #   CONTROLLER=tcp:127.0.0.1:6653  SFLOW_TARGET=127.0.0.1:6343  DPID=0000000000000001
 #   BRIDGE=s1  NO_SFLOW=1 (skip sFlow)  NO_CONTROLLER=1 (fail-mode standalone: a learning
 #   switch with no controller)
+#   ECHO_REPLY_LIMIT_MS=0  when > 0, hosts answer echo requests at most once per that many ms
+#   per peer (burst 6): a flooded victim then stays below a flood threshold keyed by ipsource,
+#   where otherwise its replies cross it as fast as the attacker's requests
 set -euo pipefail
 
 RUN_DIR=${RUN_DIR:-/tmp/reflex-testbed}
@@ -99,10 +102,17 @@ up() {
         local ns="h$i" host_if="h$i-eth0" sw_if="$BRIDGE-eth$i"
         ip netns add "$ns"
         ip link add "$sw_if" type veth peer name "$host_if" netns "$ns"
+        # No IPv6 on either end: no ND/MLD in the bridge, the flow tables or sFlow.
+        sysctl -qw "net.ipv6.conf.$sw_if.disable_ipv6=1" 2>/dev/null || true
         ip link set "$sw_if" up
         ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
         ip netns exec "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
         ip netns exec "$ns" ip link set lo up
+        if [ "${ECHO_REPLY_LIMIT_MS:-0}" != 0 ]; then
+            # 6168 is the default mask; +1 adds echo reply (type 0).
+            ip netns exec "$ns" sysctl -qw net.ipv4.icmp_ratemask=6169 \
+                net.ipv4.icmp_ratelimit="$ECHO_REPLY_LIMIT_MS"
+        fi
         ip netns exec "$ns" ip link set "$host_if" address "$(printf '00:00:00:00:00:%02x' "$i")"
         ip netns exec "$ns" ip addr add "10.0.0.$i/24" dev "$host_if"
         ip netns exec "$ns" ip link set "$host_if" up

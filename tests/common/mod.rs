@@ -1,6 +1,8 @@
 //! Helpers shared by integration tests: capture replay, a reflexd child process, reflexctl.
 #![allow(dead_code)]
 
+pub mod ovs;
+
 use std::io::Read;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -12,7 +14,12 @@ pub fn udp_payloads(file: &str, port: u16) -> Vec<Vec<u8>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
         .join(file);
-    let f = std::fs::File::open(&path).expect("fixture");
+    udp_payloads_in(&path, port)
+}
+
+/// UDP payloads of every IPv4/UDP packet to `port` in the Ethernet pcapng file at `path`.
+pub fn udp_payloads_in(path: &Path, port: u16) -> Vec<Vec<u8>> {
+    let f = std::fs::File::open(path).expect("pcapng file");
     let mut reader = pcap_file::pcapng::PcapNgReader::new(f).expect("pcapng");
     let mut out = Vec::new();
     while let Some(block) = reader.next_block() {
