@@ -48,6 +48,23 @@ fn config(hold: Option<f64>) -> String {
     base.replace(reaction, &format!("{reaction}hold = {hold:?}\n"))
 }
 
+/// `config` with the `ddos` flow smoothed over `t` seconds.
+///
+/// One sample at 1-in-N weighs N frames, so with smoothing t a single sample reads as N/t
+/// frames/s and two samples close together as more: at 1-in-100 with the default t = 1 s,
+/// any host with two sampled packets crosses the 100/s threshold (the victim h2, answering
+/// ~15 echoes/s, was cleared that way). Thresholds must sit well above N/t.
+fn config_smoothed(hold: Option<f64>, t: f64) -> String {
+    let base = config(hold);
+    let default_t = "t = 1.0\n";
+    assert_eq!(
+        base.matches(default_t).count(),
+        1,
+        "default config's flow t changed"
+    );
+    base.replace(default_t, &format!("t = {t:?}\n"))
+}
+
 /// reflexd's command line: sFlow and OpenFlow on free loopback ports, one ingest worker.
 fn reflexd_args(sflow: u16, openflow: u16) -> Vec<String> {
     vec![
@@ -467,7 +484,8 @@ fn skip_openflow(test: &str, why: &str) {
 
 /// reflexd as the controller of s1, connected, with sFlow from s1.
 struct Experiment {
-    // Field order: the testbed goes down before reflexd is killed.
+    // Field order: the stand-in stops, the testbed goes down, then reflexd is killed.
+    _shim: Option<common::shim::Shim>,
     tb: Testbed,
     daemon: Option<Daemon>,
     cfg: String,
@@ -478,7 +496,7 @@ struct Experiment {
 impl Experiment {
     /// Starts reflexd, then the testbed pointed at it (OVS backs off 1, 2, 4, 8 s after a
     /// refused connection, so the controller goes first). None: skipped.
-    fn start(test: &'static str, sampling: u32, hold: Option<f64>) -> Option<Experiment> {
+    fn start(test: &'static str, sampling: u32, cfg: String) -> Option<Experiment> {
         if !ovs::ready(test, &[]) {
             return None;
         }
@@ -486,11 +504,21 @@ impl Experiment {
             skip_openflow(test, why);
             return None;
         }
+        // Exclusive use first: nothing of this test may reach another test's switch.
+        let exclusive = ovs::exclusive();
         let (sflow, openflow) = (free_udp_port(), free_tcp_port());
-        let cfg = config(hold);
         let args = reflexd_args(sflow, openflow);
         let d = start_reflexd(&cfg, &args);
-        let tb = Testbed::up(
+        let shim = common::shim::enabled().then(|| {
+            loud(&format!(
+                "{test}: REFLEX_E2E_SHIM=1: a stand-in controller mirrors reflexd's policy \
+                 onto s1 (this does not test reflexd's OpenFlow server)"
+            ));
+            let mgmt = format!("unix:{}/s1.mgmt", ovs::RUN_DIR);
+            common::shim::Shim::start(openflow, d.socket.clone(), mgmt)
+        });
+        let tb = Testbed::up_exclusive(
+            exclusive,
             Options::standalone()
                 .sflow(sflow, sampling, 20)
                 .controller(openflow),
@@ -514,6 +542,7 @@ impl Experiment {
             }
         }
         Some(Experiment {
+            _shim: shim,
             tb,
             daemon: Some(d),
             cfg,
@@ -632,9 +661,13 @@ impl Experiment {
             "no rule drops h1's IPv4\n{}",
             self.diagnostics()
         );
-        for to in [H2, H3] {
+        let pings: Vec<(usize, Pinger)> = [H2, H3]
+            .into_iter()
+            .map(|to| (to, self.tb.spawn_ping(H1, &ip(to), 2)))
+            .collect();
+        for (to, p) in pings {
             assert!(!self.tb.forwards(H1, to), "s1 forwards h1 -> h{to}");
-            let r = self.tb.ping_result(H1, &ip(to), 2);
+            let r = p.finish();
             assert_eq!(r.received, 0, "h1 -> h{to} pings pass: {r:?}");
         }
     }
@@ -677,7 +710,8 @@ fn monitor(tb: &Testbed, from: usize, to: usize, secs: u32) -> Pinger {
 fn assert_monitor_clean(p: Pinger, what: &str) {
     let r = p.stop();
     assert!(r.transmitted >= 5, "{what}: {r:?}");
-    assert_eq!(r.received, r.transmitted, "{what} lost pings: {r:?}");
+    // Stopping it may catch one request in flight; nothing else may be lost.
+    assert!(r.received + 1 >= r.transmitted, "{what} lost pings: {r:?}");
 }
 
 #[test]
@@ -685,7 +719,7 @@ fn classic_flood_from_h1_is_blocked_at_the_switch_and_readmitted() {
     let Some(x) = Experiment::start(
         "classic_flood_from_h1_is_blocked_at_the_switch_and_readmitted",
         10,
-        None,
+        config(None),
     ) else {
         return;
     };
@@ -711,7 +745,8 @@ fn classic_flood_from_h1_is_blocked_at_the_switch_and_readmitted() {
 
 #[test]
 fn a_timed_block_expires_by_itself() {
-    let Some(x) = Experiment::start("a_timed_block_expires_by_itself", 10, Some(3.0)) else {
+    let Some(x) = Experiment::start("a_timed_block_expires_by_itself", 10, config(Some(3.0)))
+    else {
         return;
     };
     x.authenticate_all();
@@ -741,7 +776,7 @@ fn a_reflexd_restart_during_a_block_changes_nothing_on_the_switch() {
     let Some(mut x) = Experiment::start(
         "a_reflexd_restart_during_a_block_changes_nothing_on_the_switch",
         10,
-        None,
+        config(None),
     ) else {
         return;
     };
@@ -809,7 +844,7 @@ fn a_switch_restart_during_a_block_gets_the_same_table_back() {
     let Some(x) = Experiment::start(
         "a_switch_restart_during_a_block_gets_the_same_table_back",
         10,
-        None,
+        config(None),
     ) else {
         return;
     };
@@ -840,7 +875,12 @@ fn a_switch_restart_during_a_block_gets_the_same_table_back() {
 
 #[test]
 fn one_in_100_sampling_still_blocks_the_flood() {
-    let Some(x) = Experiment::start("one_in_100_sampling_still_blocks_the_flood", 100, None) else {
+    // Smoothed over 10 s: one sample reads as 10 frames/s (see `config_smoothed`).
+    let Some(x) = Experiment::start(
+        "one_in_100_sampling_still_blocks_the_flood",
+        100,
+        config_smoothed(None, 10.0),
+    ) else {
         return;
     };
     x.authenticate_all();

@@ -133,7 +133,13 @@ up() {
 }
 
 reconnect() {
-    "${VSCTL[@]}" del-controller "$BRIDGE"
+    # A new target makes the switch connect at once (same target: it keeps its backoff).
+    # Never through "no controller": OVS flushes the flow table when a bridge loses its
+    # last controller, so del-controller + set-controller would wipe the installed rules.
+    local placeholder=tcp:127.0.0.1:9
+    [ "$CONTROLLER" != "$placeholder" ] || placeholder=tcp:127.0.0.1:7
+    "${VSCTL[@]}" set-controller "$BRIDGE" "$placeholder" \
+        -- set controller "$BRIDGE" connection-mode=out-of-band
     "${VSCTL[@]}" set-controller "$BRIDGE" "$CONTROLLER" \
         -- set controller "$BRIDGE" connection-mode=out-of-band
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod ovs;
+pub mod shim;
 
 use std::io::Read;
 use std::net::UdpSocket;

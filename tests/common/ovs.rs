@@ -421,7 +421,12 @@ pub fn mac(n: usize) -> String {
 impl Testbed {
     /// Tears down leftovers, then brings the topology up (and waits for exclusive use).
     pub fn up(opts: Options) -> Testbed {
-        let exclusive = exclusive();
+        Testbed::up_exclusive(exclusive(), opts)
+    }
+
+    /// Like `up`, for a caller that took exclusive use earlier (to start what the switch
+    /// connects to before the switch, without racing other tests).
+    pub fn up_exclusive(exclusive: Exclusive, opts: Options) -> Testbed {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/testbed.sh");
         let tb = Testbed {
             opts,
@@ -542,7 +547,8 @@ impl Testbed {
 
     /// A background `ping -c count` at 5 per second (a monitor).
     pub fn spawn_ping(&self, from: usize, to_ip: &str, count: u32) -> Pinger {
-        let deadline = (count as f64 * 0.2).ceil() as u32 + 2;
+        // Replies end it early; unanswered, it gives up 1 s after the last request.
+        let deadline = (count as f64 * 0.2).ceil() as u32 + 1;
         let args: Vec<String> = [
             "-n",
             "-q",
