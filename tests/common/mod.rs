@@ -95,7 +95,16 @@ impl Daemon {
             .append(true)
             .open(&log)
             .expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_reflexd"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reflexd"));
+        // A test process killed outright (no Drop) takes its reflexd with it.
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd
             .arg("--config")
             .arg(&cfg)
             .arg("--control")
