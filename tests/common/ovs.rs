@@ -730,23 +730,30 @@ impl Testbed {
         self.appctl(&["ofproto/trace", "s1", &flow])
     }
 
-    /// Whether the switch's own classifier forwards an ICMP echo from host `from` to `to`:
-    /// the traced datapath actions output somewhere (sFlow's `sample(…)` is not an output).
-    pub fn forwards(&self, from: usize, to: usize) -> bool {
-        datapath_outputs(&self.trace(from, to))
+    /// What the switch's own classifier does with an ICMP echo from host `from` to `to`.
+    pub fn verdict(&self, from: usize, to: usize) -> Verdict {
+        trace_verdict(&self.trace(from, to))
     }
 
-    /// Polls until `forwards(from, to) == want`; the time it took, or None after `timeout`.
-    pub fn wait_forwarding(
+    /// Whether the switch outputs an ICMP echo from host `from` to `to`.
+    pub fn forwards(&self, from: usize, to: usize) -> bool {
+        self.verdict(from, to) == Verdict::Output
+    }
+
+    /// Whether the switch drops an ICMP echo from host `from` to `to` by itself.
+    pub fn drops(&self, from: usize, to: usize) -> bool {
+        self.verdict(from, to) == Verdict::Drop
+    }
+
+    /// Polls `cond` every 20 ms; the time until it held, or None after `timeout`.
+    pub fn wait_until(
         &self,
-        from: usize,
-        to: usize,
-        want: bool,
         timeout: Duration,
+        mut cond: impl FnMut(&Testbed) -> bool,
     ) -> Option<Duration> {
         let start = Instant::now();
         loop {
-            if self.forwards(from, to) == want {
+            if cond(self) {
                 return Some(start.elapsed());
             }
             if start.elapsed() >= timeout {
@@ -777,8 +784,19 @@ impl Testbed {
     }
 }
 
-/// Whether `ofproto/trace` output ends in datapath actions that output the packet.
-pub fn datapath_outputs(trace: &str) -> bool {
+/// What a switch does with a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Sent out of at least one port.
+    Output,
+    /// Sent to the controller (PACKET_IN), not out of a port.
+    Controller,
+    /// Neither: dropped (sFlow's `sample(…)` does not count).
+    Drop,
+}
+
+/// The verdict of `ofproto/trace` output, from its datapath actions.
+pub fn trace_verdict(trace: &str) -> Verdict {
     let Some(actions) = trace
         .lines()
         .rev()
@@ -800,11 +818,21 @@ pub fn datapath_outputs(trace: &str) -> bool {
         }
     }
     items.push(&actions[start..]);
+    let items: Vec<&str> = items.iter().map(|s| s.trim()).collect();
     // A bare number is an output to that datapath port.
-    items
+    if items
         .iter()
-        .map(|s| s.trim())
         .any(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()))
+    {
+        Verdict::Output
+    } else if items
+        .iter()
+        .any(|s| s.starts_with("userspace(") && s.contains("controller("))
+    {
+        Verdict::Controller
+    } else {
+        Verdict::Drop
+    }
 }
 
 impl Drop for Testbed {
