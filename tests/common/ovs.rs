@@ -28,7 +28,8 @@ const LOCK_WAIT: Duration = Duration::from_secs(600);
 /// and the classic experiment blocks the victim too), while 5/s test pings all get answers.
 const ECHO_REPLY_LIMIT_MS: u32 = 100;
 
-const COMMANDS: [&str; 9] = [
+const COMMANDS: [&str; 10] = [
+    "sysctl",
     "ovsdb-tool",
     "ovsdb-server",
     "ovs-vswitchd",
@@ -77,7 +78,7 @@ pub fn missing_prerequisites(extra: &[&str]) -> Vec<String> {
     if !absent.is_empty() {
         missing.push(format!(
             "commands not found: {} (apt-get install openvswitch-switch iproute2 \
-             iputils-ping tshark, or run tools/test.sh as root)",
+             iputils-ping procps tshark, or run tools/test.sh as root)",
             absent.join(" ")
         ));
     }
