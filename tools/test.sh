@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 packages=(openvswitch-switch ethtool iputils-ping iproute2 tshark procps)
 commands=(ovs-vswitchd ethtool ping ip tshark sysctl)
 missing=()
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)  # chart text
 for i in "${!commands[@]}"; do
     command -v "${commands[$i]}" >/dev/null 2>&1 || missing+=("${packages[$i]}")
 done

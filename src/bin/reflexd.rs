@@ -35,6 +35,9 @@ struct Cli {
     /// Directory of the FSM journal, overriding the configuration.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// TCP address of the Prometheus endpoint (GET /metrics), e.g. 127.0.0.1:9108.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
     /// Print the embedded default configuration and exit.
     #[arg(long)]
     print_default_config: bool,
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         workers: cli.workers,
         openflow: cli.openflow,
         state_dir: cli.state_dir,
+        metrics: cli.metrics,
     };
     match daemon::run(config, overrides) {
         Ok(()) => ExitCode::SUCCESS,

@@ -47,6 +47,8 @@ pub struct Config {
     pub reactions: Vec<ReactionConfig>,
     #[serde(default, rename = "assertion")]
     pub assertions: Vec<AssertionConfig>,
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// OpenFlow controller settings.
@@ -249,6 +251,14 @@ pub struct ThresholdConfig {
     /// Keys tracked as triggered at once (fixed memory).
     #[serde(default = "default_capacity")]
     pub capacity: usize,
+    /// Evidence needed before an event: the key's smoothed count must hold at least this
+    /// many samples' worth (1 = the rate alone decides, as in sFlow-RT).
+    #[serde(default = "default_min_samples")]
+    pub min_samples: f64,
+}
+
+fn default_min_samples() -> f64 {
+    1.0
 }
 
 fn default_by_flow() -> bool {
@@ -338,6 +348,12 @@ impl Config {
             if !(1..=1 << 20).contains(&t.capacity) {
                 return Err(format!(
                     "threshold `{}`: capacity must be 1..=1048576",
+                    t.name
+                ));
+            }
+            if !(t.min_samples.is_finite() && (0.0..=1e6).contains(&t.min_samples)) {
+                return Err(format!(
+                    "threshold `{}`: min_samples must be between 0 and 1000000",
                     t.name
                 ));
             }

@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod mmsg;
+pub mod term;
 pub mod udp;
 
 pub use clock::now_ns;

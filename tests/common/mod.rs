@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 pub mod ovs;
-pub mod shim;
+pub mod switch;
 
 use std::io::Read;
 use std::net::UdpSocket;
@@ -72,6 +72,9 @@ pub fn free_tcp_port() -> u16 {
 /// A reflexd child process, killed when dropped.
 pub struct Daemon {
     pub child: Child,
+    /// Where the daemon listens for switches (`--openflow`; a free loopback port unless the
+    /// test chose one, so parallel tests never meet on 6653).
+    pub openflow: String,
     pub socket: PathBuf,
     pub dir: tempfile::TempDir,
     pub log: PathBuf,
@@ -90,6 +93,15 @@ impl Daemon {
         std::fs::write(&cfg, config).expect("write config");
         let socket = dir.path().join("ctl.sock");
         let log = dir.path().join("reflexd.log");
+        let openflow = match args.iter().position(|a| *a == "--openflow") {
+            Some(i) => args.get(i + 1).map(|a| a.to_string()).unwrap_or_default(),
+            None => format!("127.0.0.1:{}", free_tcp_port()),
+        };
+        let extra: Vec<String> = if args.contains(&"--openflow") {
+            Vec::new()
+        } else {
+            vec!["--openflow".into(), openflow.clone()]
+        };
         let logfile = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -112,6 +124,7 @@ impl Daemon {
             .arg("--state-dir")
             .arg(dir.path().join("state"))
             .args(args)
+            .args(&extra)
             .env("REFLEX_LOG", "info")
             .stdout(Stdio::null())
             .stderr(logfile)
@@ -119,6 +132,7 @@ impl Daemon {
             .expect("spawn reflexd");
         let mut d = Daemon {
             child,
+            openflow,
             socket,
             dir,
             log,

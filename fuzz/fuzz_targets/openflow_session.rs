@@ -1,0 +1,24 @@
+//! Fuzz the switch session: arbitrary bytes from a "switch" in arbitrary chunks, after a
+//! completed handshake or from the first byte, must never panic the sans-IO core.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use reflex::openflow::session::{Session, SessionConfig};
+use reflex::openflow::table::Desired;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
+    let mut s = Session::new(0, SessionConfig::default());
+    let desired = Desired::default();
+    let step = usize::from(split).max(1);
+    for (i, chunk) in rest.chunks(step).enumerate() {
+        s.handle_input(i as u64, chunk);
+        s.handle_timeout(i as u64);
+        s.sync(&desired);
+        let n = s.poll_transmit().len();
+        s.advance_transmit(n);
+        while s.poll_event().is_some() {}
+    }
+});
