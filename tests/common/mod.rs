@@ -1,6 +1,7 @@
 //! Helpers shared by integration tests: capture replay, a reflexd child process, reflexctl.
 #![allow(dead_code)]
 
+pub mod ovs;
 pub mod switch;
 
 use std::io::Read;
@@ -14,7 +15,12 @@ pub fn udp_payloads(file: &str, port: u16) -> Vec<Vec<u8>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
         .join(file);
-    let f = std::fs::File::open(&path).expect("fixture");
+    udp_payloads_in(&path, port)
+}
+
+/// UDP payloads of every IPv4/UDP packet to `port` in the Ethernet pcapng file at `path`.
+pub fn udp_payloads_in(path: &Path, port: u16) -> Vec<Vec<u8>> {
+    let f = std::fs::File::open(path).expect("pcapng file");
     let mut reader = pcap_file::pcapng::PcapNgReader::new(f).expect("pcapng");
     let mut out = Vec::new();
     while let Some(block) = reader.next_block() {
@@ -101,7 +107,16 @@ impl Daemon {
             .append(true)
             .open(&log)
             .expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_reflexd"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reflexd"));
+        // A test process killed outright (no Drop) takes its reflexd with it.
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd
             .arg("--config")
             .arg(&cfg)
             .arg("--control")
