@@ -445,7 +445,7 @@ mod tests {
         assert_eq!(c.flows[0].keys, "ipsource");
         assert_eq!(
             c.flows[0].filter.as_deref(),
-            Some("outputifindex!=discard&direction=ingress")
+            Some("outputifindex!=discard&direction=ingress&icmptype!=0")
         );
         assert_eq!(c.thresholds[0].metric, "ddos");
         assert_eq!(c.sflow.listen.port(), 6343);

@@ -111,6 +111,10 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
 
     // Bind everything before starting anything.
     let control = Server::bind(&config.control.socket, config.control.group.as_deref())?;
+    if config.sflow.listen.port() != 0 {
+        crate::io::udp::probe_exclusive(config.sflow.listen)
+            .with_context(|| format!("cannot listen for sFlow on udp {}", config.sflow.listen))?;
+    }
     let mut sockets = Vec::with_capacity(workers);
     for _ in 0..workers {
         let s = crate::io::udp::bind_ingest(
