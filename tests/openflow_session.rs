@@ -398,3 +398,90 @@ fn a_restarted_daemon_leaves_a_correct_switch_table_alone() {
     let s = wait_in_sync(&d, "0000000000000042");
     assert_eq!(s["flow_mods"], 0);
 }
+
+#[test]
+fn kill_9_in_mid_stream_then_the_switch_is_reconciled_to_every_acknowledged_state() {
+    use reflex::control::client::Client;
+    use reflex::control::protocol::Request;
+    use std::collections::HashSet;
+
+    let sflow = format!("127.0.0.1:{}", free_udp_port());
+    let openflow = format!("127.0.0.1:{}", free_tcp_port());
+    let args = ["--sflow", &sflow, "--workers", "1", "--openflow", &openflow];
+    let mut d = Daemon::start(reflex::config::DEFAULT_TOML, &args);
+    let mut sw = FakeSwitch::connect(&d.openflow, 0x99);
+    sw.handshake(&[]);
+    sw.batch();
+    // The switch follows every delta until the daemon dies.
+    let follower = std::thread::spawn(move || {
+        sw.pump(Duration::from_secs(30));
+        sw.table
+    });
+    let socket = d.socket.clone();
+    let (acked_tx, acked_rx) = std::sync::mpsc::channel::<String>();
+    let sender = std::thread::spawn(move || {
+        let Ok(mut c) = Client::connect(&socket, Duration::from_secs(5)) else {
+            return;
+        };
+        for i in 0..20_000u32 {
+            let key = format!("10.3.{}.{}", i / 250, i % 250 + 1);
+            let request = Request::Event {
+                module: "auth".into(),
+                key: key.clone(),
+                state: "authenticated".into(),
+                hold: None,
+                then: None,
+            };
+            match c.request(&request) {
+                Ok(r) if r.ok => {
+                    if acked_tx.send(key).is_err() {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+    });
+    let mut acked = Vec::new();
+    while acked.len() < 200 {
+        acked.push(
+            acked_rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("events acknowledged"),
+        );
+    }
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    sender.join().unwrap();
+    acked.extend(acked_rx.try_iter());
+    let had = follower.join().unwrap();
+    let dir = std::mem::replace(&mut d.dir, tempfile::tempdir().unwrap());
+    drop(d);
+
+    // The restarted daemon reads the switch's table and sends only what it missed.
+    let d = Daemon::start_in(dir, reflex::config::DEFAULT_TOML, &args);
+    let mut sw = FakeSwitch::connect(&d.openflow, 0x99);
+    let installed: Vec<_> = had.iter().map(|(k, i)| entry(k, i.to_vec())).collect();
+    sw.handshake(&installed);
+    let sent = sw.pump(Duration::from_millis(1500));
+    let s = wait_in_sync(&d, "0000000000000099");
+    assert_eq!(s["flow_mods"].as_u64(), Some(sent as u64), "{s}");
+    assert!(
+        sent < acked.len(),
+        "reconciliation resent the table: {sent} flow-mods for {} hosts",
+        acked.len()
+    );
+    let keys: HashSet<EntryKey> = sw.table.iter().map(|(k, _)| k.clone()).collect();
+    for key in &acked {
+        let ip: std::net::Ipv4Addr = key.parse().unwrap();
+        let rule = EntryKey::new(
+            0,
+            65535,
+            &Match::builder().ipv4_src(ip).build().expect("match"),
+        );
+        assert!(
+            keys.contains(&rule),
+            "acknowledged {key} has no rule on the switch"
+        );
+    }
+}

@@ -208,17 +208,7 @@ impl FakeSwitch {
                             }),
                         );
                     } else {
-                        let key = EntryKey::new(f.table_id, f.priority, &f.match_);
-                        let op = match f.command {
-                            FlowModCommand::Add => FlowOp::Add,
-                            FlowModCommand::ModifyStrict | FlowModCommand::Modify => FlowOp::Modify,
-                            FlowModCommand::DeleteStrict | FlowModCommand::Delete => FlowOp::Delete,
-                        };
-                        if op == FlowOp::Delete {
-                            self.table.remove(&key);
-                        } else {
-                            self.table.insert(key, &f.instructions);
-                        }
+                        self.apply(&f);
                     }
                     mods.push((xid, f));
                 }
@@ -228,6 +218,57 @@ impl FakeSwitch {
                     return mods;
                 }
                 other => panic!("unexpected message in a flow-mod batch: {other:?}"),
+            }
+        }
+    }
+
+    /// Applies one flow-mod to the table.
+    pub fn apply(&mut self, f: &FlowMod) {
+        let key = EntryKey::new(f.table_id, f.priority, &f.match_);
+        let op = match f.command {
+            FlowModCommand::Add => FlowOp::Add,
+            FlowModCommand::ModifyStrict | FlowModCommand::Modify => FlowOp::Modify,
+            FlowModCommand::DeleteStrict | FlowModCommand::Delete => FlowOp::Delete,
+        };
+        if op == FlowOp::Delete {
+            self.table.remove(&key);
+        } else {
+            self.table.insert(key, &f.instructions);
+        }
+    }
+
+    /// Plays the switch until the controller closes the connection or stays silent for
+    /// `quiet`: applies flow-mods, answers barriers and echoes. Returns the flow-mods applied.
+    pub fn pump(&mut self, quiet: Duration) -> usize {
+        let mut applied = 0;
+        let mut last = Instant::now();
+        let mut chunk = vec![0u8; 65536];
+        loop {
+            if let Ok(Some((_, n))) = frame(&self.buf) {
+                let bytes: Vec<u8> = self.buf.drain(..n).collect();
+                let (xid, m) = Message::parse(&bytes).expect("controller sends valid messages");
+                last = Instant::now();
+                match m {
+                    Message::FlowMod(f) => {
+                        self.apply(&f);
+                        applied += 1;
+                    }
+                    Message::BarrierRequest => self.send(xid, &Message::BarrierReply),
+                    Message::EchoRequest(p) => self.send(xid, &Message::EchoReply(p)),
+                    _ => {}
+                }
+                continue;
+            }
+            if last.elapsed() >= quiet {
+                return applied;
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return applied,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return applied,
             }
         }
     }
