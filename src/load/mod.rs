@@ -8,6 +8,7 @@
 pub mod frame;
 pub mod model;
 pub mod rng;
+pub mod switch;
 pub mod zipf;
 
 use std::net::{IpAddr, SocketAddr};

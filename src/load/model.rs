@@ -290,6 +290,8 @@ pub struct Emitted {
     pub samples: u32,
     /// Of which attack samples.
     pub attack_samples: u32,
+    /// The first attack (index in the configuration) with samples in the datagram.
+    pub attack: Option<usize>,
 }
 
 /// The generator state: exporters, the reusable datagram, the random source.
@@ -523,12 +525,14 @@ impl TrafficModel {
         let e = self.next_exporter;
         self.next_exporter = (e + 1) % self.exporters.len();
         let mut attack_samples = 0;
+        let mut first_attack = None;
         let n = self.template.samples.len();
         for slot in 0..n {
             let (packet, port) = match self.owed_attack(now) {
                 Some(i) => {
                     self.attack_sent[i] += 1;
                     attack_samples += 1;
+                    first_attack.get_or_insert(i);
                     (self.attack_packet(i), 1)
                 }
                 None => self.background_packet(),
@@ -560,6 +564,7 @@ impl TrafficModel {
             len,
             samples: n as u32,
             attack_samples,
+            attack: first_attack,
         })
     }
 }
@@ -694,13 +699,13 @@ mod tests {
         assert!(!flood.active(Duration::from_secs(3)));
         // 7000 pps at 1-in-1000 = 7 samples/s: one full datagram per second of attack.
         let e = m.next_datagram(secs(2.0), &mut buf).unwrap();
-        assert_eq!(e.attack_samples, 7);
+        assert_eq!((e.attack_samples, e.attack), (7, Some(0)));
         let (_, _, srcs) = decode(&buf[..e.len]);
         assert!(srcs
             .iter()
             .all(|&(ip, proto)| ip == flood.source && proto == 1));
         let e = m.next_datagram(secs(2.0), &mut buf).unwrap();
-        assert_eq!(e.attack_samples, 0);
+        assert_eq!((e.attack_samples, e.attack), (0, None));
         // Partial debt: 0.5 s more owes 3 samples, then background fills the slots.
         let e = m.next_datagram(secs(2.5), &mut buf).unwrap();
         assert_eq!(e.attack_samples, 3);
