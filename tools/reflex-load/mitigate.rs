@@ -17,7 +17,7 @@ use reflex::load::switch::ReceivedFlowMod;
 use reflex::load::{Attack, AttackKind, DecayedRate};
 use serde_json::{json, Value};
 
-use crate::report::{self, ms, parse_duration, Progress};
+use crate::report::{self, parse_duration, Progress};
 use crate::sflow::{paced, ModelArgs, Sender};
 use crate::switch::{Fleet, Mode};
 
@@ -309,7 +309,7 @@ pub fn run(args: MitigateArgs) -> anyhow::Result<()> {
                 "source": r.source.to_string(),
                 "blocked": r.block.is_some(),
                 "dpid": r.block.map(|b| b.1),
-                "from_first_ms": first.map(|ns| ms(Duration::from_nanos(ns))),
+                "from_first_ms": first.map(|ns| ns as f64 / 1e6),
                 "from_decision_ms": decide.map(|ns| ns as f64 / 1e6),
             })
         })

@@ -78,8 +78,3 @@ impl Progress {
 pub fn print_json(value: &serde_json::Value) {
     println!("{value}");
 }
-
-/// Milliseconds with three decimals, for JSON.
-pub fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
-}
