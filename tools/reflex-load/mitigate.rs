@@ -44,8 +44,9 @@ pub struct MitigateArgs {
     pub attacks: u32,
     #[arg(long, value_enum, default_value_t = Kind::Icmp)]
     pub kind: Kind,
-    /// Attack rate in packets/s before sampling.
-    #[arg(long, default_value_t = 20_000.0)]
+    /// Attack rate in packets/s before sampling (3 Mpps: 3000 samples/s at 1-in-1000,
+    /// 3x the default threshold, while the heaviest background source is ~0.7 Mpps).
+    #[arg(long, default_value_t = 3_000_000.0)]
     pub attack_rate: f64,
     /// How long each attack lasts (and how long a block is waited for).
     #[arg(long, default_value = "3", value_parser = parse_duration)]
@@ -59,8 +60,9 @@ pub struct MitigateArgs {
     /// Background datagrams per second.
     #[arg(long, default_value_t = 1000.0)]
     pub rate: f64,
-    /// reflexd's threshold on the attacked flow (frames/s), to find the deciding datagram.
-    #[arg(long, default_value_t = 100.0)]
+    /// reflexd's threshold on the attacked flow (frames/s), to find the deciding datagram
+    /// (tools/reflex-load/mitigate.toml uses the same value).
+    #[arg(long, default_value_t = 1_000_000.0)]
     pub threshold: f64,
     /// reflexd's smoothing time t of that flow (seconds).
     #[arg(long, default_value_t = 1.0)]

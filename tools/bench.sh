@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# Reruns every figure of PERF.md: criterion benches (short settings for shared machines),
+# then reflexd's ingest against the bare recvmmsg drain with the same sender, then
+# (optional) mitigation latency and peers that happen to be installed. Loopback only.
+#
+#   tools/bench.sh                 everything, results in target/bench-results/<date>/
+#   BENCH_TIME=10 tools/bench.sh   longer criterion measurement (seconds, default 3)
+#   tools/bench.sh ingest          only the ingest comparison
+#   tools/bench.sh mitigate        only mitigation latency (needs reflexd serving OpenFlow)
+#
+# Benchmarks never run in `cargo test`; this script is the only place they run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+what="${1:-all}"
+measure="${BENCH_TIME:-3}"
+warm="${BENCH_WARMUP:-1}"
+count="${INGEST_COUNT:-2000000}"
+secs="${INGEST_SECS:-20}"
+paced="${INGEST_PACED_RATE:-50000}"
+out="target/bench-results/$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$out"
+summary="$out/summary.txt"
+
+say() { echo "$*" | tee -a "$summary"; }
+
+say "# Reflex benchmarks"
+say "date:    $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+say "commit:  $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+say "nproc:   $(nproc)"
+say "cpu:     $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+say "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min)"
+say "kernel:  $(uname -r)"
+say "rustc:   $(rustc --version)"
+say ""
+
+criterion() {
+    local bench="$1"
+    say "## cargo bench --bench $bench -- --warm-up-time $warm --measurement-time $measure"
+    cargo bench --bench "$bench" -- --warm-up-time "$warm" --measurement-time "$measure" \
+        2>&1 | tee "$out/$bench.txt" | grep -E '^[a-z_]+/|time:|thrpt:' | tee -a "$summary"
+    say ""
+}
+
+# Median of a criterion result in ns, from its estimates.json.
+median_ns() {
+    jq -r '.median.point_estimate' "target/criterion/$1/new/estimates.json" 2>/dev/null || echo nan
+}
+
+ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}')" "$1" "$2"; }
+
+if [ "$what" = all ]; then
+    criterion sflow_decode
+    r=$(median_ns "sflow_decode/reflex"); p=$(median_ns "sflow_decode/sflow-parser")
+    f=$(median_ns "sflow_decode/reflex_full_path")
+    say "ratio: sflow-parser decode / reflex decode = $(ratio "$p" "$r")x"
+    say "ratio: sflow-parser decode / reflex full per-sample path = $(ratio "$p" "$f")x"
+    say ""
+    criterion sketch
+    criterion policy
+    criterion openflow_codec
+fi
+
+cargo build --release --bins --quiet
+bin=target/release
+load="$bin/reflex-load"
+
+port() { echo $((20000 + RANDOM % 30000)); }
+
+# CPU seconds (user + system) of a process so far.
+cpu_of() {
+    local ticks
+    ticks=$(awk '{print $14 + $15}' "/proc/$1/stat")
+    python3 -c "import os,sys; print(int(sys.argv[1]) / os.sysconf('SC_CLK_TCK'))" "$ticks"
+}
+
+sender() { # target, rate
+    "$load" sflow --target "$1" --rate "$2" --count "$count" --duration "$secs" --batch 64 \
+        --json --quiet
+}
+
+ingest_drain() { # rate -> line
+    local p; p=$(port)
+    "$load" drain --listen "127.0.0.1:$p" --duration $((secs + 10)) --idle 2 --json --quiet \
+        >"$out/drain-$1.json" 2>/dev/null &
+    local pid=$!
+    sleep 0.5
+    sender "127.0.0.1:$p" "$1" >"$out/send-drain-$1.json"
+    wait "$pid"
+    local sent got cpu
+    sent=$(jq .datagrams "$out/send-drain-$1.json")
+    got=$(jq .datagrams "$out/drain-$1.json")
+    cpu=$(jq .cpu_ns_per_datagram "$out/drain-$1.json")
+    say "drain   rate=$1: sent $sent at $(jq -r '.datagrams_per_s|floor' "$out/send-drain-$1.json")/s, received $got ($(python3 -c "print(f'{100*(1-$got/$sent):.2f}')")% loss), $(printf %.0f "$cpu") ns CPU/datagram"
+}
+
+ingest_reflexd() { # rate, workers -> line
+    local p dir; p=$(port); dir=$(mktemp -d)
+    cat >"$dir/r.toml" <<TOML
+[sflow]
+listen = "127.0.0.1:$p"
+workers = $2
+pin = false
+
+[[flow]]
+name = "ddos"
+keys = "ipsource"
+value = "frames"
+filter = "outputifindex!=discard&direction=ingress"
+t = 1.0
+
+[[flow]]
+name = "pairs"
+keys = "ipsource,ipdestination"
+value = "bytes"
+t = 2.0
+
+[[threshold]]
+name = "ddos"
+metric = "ddos"
+value = 1000000000.0
+timeout = 10.0
+TOML
+    REFLEX_LOG=warn "$bin/reflexd" --config "$dir/r.toml" --control "$dir/ctl.sock" \
+        --state-dir "$dir/state" --openflow "127.0.0.1:$(port)" 2>"$dir/log" &
+    local pid=$!
+    for _ in $(seq 100); do "$bin/reflexctl" --socket "$dir/ctl.sock" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    local cpu0; cpu0=$(cpu_of "$pid")
+    sender "127.0.0.1:$p" "$1" >"$out/send-reflexd-$1-$2.json"
+    local got=-1 prev=-2
+    while [ "$got" != "$prev" ]; do
+        prev=$got; sleep 1
+        got=$("$bin/reflexctl" --socket "$dir/ctl.sock" --json stats | jq .sflow.datagrams)
+    done
+    local cpu1; cpu1=$(cpu_of "$pid")
+    "$bin/reflexctl" --socket "$dir/ctl.sock" --json stats >"$out/reflexd-$1-$2.json"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    rm -rf "$dir"
+    local sent; sent=$(jq .datagrams "$out/send-reflexd-$1-$2.json")
+    local nspd; nspd=$(python3 -c "print(f'{1e9*($cpu1-$cpu0)/max($got,1):.0f}')")
+    say "reflexd rate=$1 workers=$2: sent $sent at $(jq -r '.datagrams_per_s|floor' "$out/send-reflexd-$1-$2.json")/s, counted $got ($(python3 -c "print(f'{100*(1-$got/$sent):.2f}')")% loss, kernel drops $(jq .sflow.kernel_drops "$out/reflexd-$1-$2.json")), $nspd ns CPU/datagram (incl. the 1 s settle polls)"
+}
+
+if [ "$what" = all ] || [ "$what" = ingest ]; then
+    say "## ingest: the same sender (reflex-load sflow --batch 64, 7 samples/datagram, $count datagrams or ${secs}s) into the bare drain and into reflexd"
+    for rate in 0 "$paced"; do
+        ingest_drain "$rate"
+        ingest_reflexd "$rate" 1
+    done
+    ingest_reflexd 0 2
+    say "(rate=0 is flat out; sender and receiver share the machine's $(nproc) cores)"
+    say ""
+fi
+
+if [ "$what" = all ] || [ "$what" = mitigate ]; then
+    say "## mitigate: reflex-load mitigate against reflexd --config tools/reflex-load/mitigate.toml"
+    dir=$(mktemp -d); sp=$(port); op=$(port)
+    REFLEX_LOG=warn "$bin/reflexd" --config tools/reflex-load/mitigate.toml --sflow "127.0.0.1:$sp" \
+        --openflow "127.0.0.1:$op" --control "$dir/ctl.sock" --state-dir "$dir/state" 2>"$dir/log" &
+    pid=$!
+    for _ in $(seq 100); do "$bin/reflexctl" --socket "$dir/ctl.sock" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    if "$load" mitigate --controller "127.0.0.1:$op" --target "127.0.0.1:$sp" --attacks 20 \
+        --connect-timeout 5 --json --quiet >"$out/mitigate.json" 2>"$out/mitigate.err"; then
+        say "blocked $(jq .blocked "$out/mitigate.json")/$(jq .attacks "$out/mitigate.json");" \
+            "from first attack datagram (ms): $(jq -c .from_first_ms "$out/mitigate.json");" \
+            "from deciding datagram (ms): $(jq -c .from_decision_ms "$out/mitigate.json")"
+    else
+        say "skipped: $(tail -1 "$out/mitigate.err")"
+    fi
+    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+    rm -rf "$dir"
+    say ""
+fi
+
+if [ "$what" = all ]; then
+    say "## optional peers (run only when installed; none is installed by this script)"
+    if command -v sfacctd >/dev/null; then
+        p=$(port)
+        timeout $((secs + 5)) sfacctd -L 127.0.0.1 -l "$p" -P print -O csv -r 3600 >/dev/null 2>&1 &
+        pid=$!; sleep 1
+        sender "127.0.0.1:$p" 0 >"$out/send-sfacctd.json"
+        say "pmacct sfacctd: sent $(jq .datagrams "$out/send-sfacctd.json"); CPU $(cpu_of "$pid") s"
+        kill "$pid" 2>/dev/null || true
+    else
+        say "pmacct (sfacctd): not installed, skipped"
+    fi
+    if command -v sfcapd >/dev/null; then
+        p=$(port); d=$(mktemp -d)
+        timeout $((secs + 5)) sfcapd -b 127.0.0.1 -p "$p" -l "$d" >/dev/null 2>&1 &
+        pid=$!; sleep 1
+        sender "127.0.0.1:$p" 0 >"$out/send-sfcapd.json"
+        say "nfdump sfcapd: sent $(jq .datagrams "$out/send-sfcapd.json"); CPU $(cpu_of "$pid") s"
+        kill "$pid" 2>/dev/null || true; rm -rf "$d"
+    else
+        say "nfdump (sfcapd): not installed, skipped"
+    fi
+    command -v fastnetmon >/dev/null || say "FastNetMon: not installed, skipped"
+    if command -v ovs-testcontroller >/dev/null; then
+        p=$(port)
+        timeout 10 ovs-testcontroller "ptcp:$p:127.0.0.1" >/dev/null 2>&1 &
+        pid=$!; sleep 0.5
+        "$load" switch --controller "127.0.0.1:$p" --mode throughput --duration 5 --json --quiet \
+            >"$out/cbench-ovs-testcontroller.json" || true
+        say "ovs-testcontroller cbench throughput: $(jq .responses_per_s "$out/cbench-ovs-testcontroller.json" 2>/dev/null) responses/s"
+        kill "$pid" 2>/dev/null || true
+    else
+        say "ovs-testcontroller: not installed, skipped"
+    fi
+    command -v faucet >/dev/null || say "Faucet: not installed, skipped"
+fi
+
+say ""
+say "results: $out"
