@@ -38,16 +38,20 @@ criterion() {
     local bench="$1"
     say "## cargo bench --bench $bench -- --warm-up-time $warm --measurement-time $measure"
     cargo bench --bench "$bench" -- --warm-up-time "$warm" --measurement-time "$measure" \
-        2>&1 | tee "$out/$bench.txt" | grep -E '^[a-z_]+/|time:|thrpt:' | tee -a "$summary"
+        2>&1 | tee "$out/$bench.txt" | grep -E '^[a-z_]+/|time: +\[[0-9.]+ [nµm]?s|thrpt: +\[[0-9.]+ [KMG]?elem' | tee -a "$summary"
     say ""
 }
 
-# Median of a criterion result in ns, from its estimates.json.
+# A criterion estimate in ns, the one it prints (slope, else mean); "/" in names is "_".
 median_ns() {
-    jq -r '.median.point_estimate' "target/criterion/$1/new/estimates.json" 2>/dev/null || echo nan
+    jq -r '(.slope.point_estimate // .mean.point_estimate)' \
+        "target/criterion/$1/new/estimates.json" 2>/dev/null || echo nan
 }
 
-ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}')" "$1" "$2"; }
+ratio() {
+    python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}')" \
+        "$1" "$2" 2>/dev/null || echo n/a
+}
 
 if [ "$what" = all ]; then
     criterion sflow_decode
@@ -57,8 +61,16 @@ if [ "$what" = all ]; then
     say "ratio: sflow-parser decode / reflex full per-sample path = $(ratio "$p" "$f")x"
     say ""
     criterion sketch
+    say "ratio: exact per-key map / sketch+top-k+threshold pipeline (Zipf, 1M keys) = $(ratio "$(median_ns flow_stats/exact_hashmap_zipf)" "$(median_ns flow_stats/zipf_1m_keys)")x"
+    say ""
     criterion policy
+    say "ratio: full compile / event->delta (100k hosts) = $(ratio "$(median_ns policy/full_compile_auth_normal_100k)" "$(median_ns policy/event_to_delta_100k_instances)")x"
+    say ""
     criterion openflow_codec
+    for m in flow_mod packet_in flow_stats_reply_400 flow_stats_1000; do
+        say "ratio: openflow $m decode / encode = $(ratio "$(median_ns "openflow/${m}_decode")" "$(median_ns "openflow/${m}_encode")")x"
+    done
+    say ""
 fi
 
 cargo build --release --bins --quiet
