@@ -7,6 +7,7 @@
 #   BENCH_TIME=10 tools/bench.sh   longer criterion measurement (seconds, default 3)
 #   tools/bench.sh ingest          only the ingest comparison
 #   tools/bench.sh mitigate        only mitigation latency (needs reflexd serving OpenFlow)
+#   tools/bench.sh peers           only the optional peers (pmacct, nfdump, ...) if installed
 #
 # Benchmarks never run in `cargo test`; this script is the only place they run.
 set -euo pipefail
@@ -153,6 +154,56 @@ TOML
     say "reflexd rate=$1 workers=$2: sent $sent at $(jq -r '.datagrams_per_s|floor' "$out/send-reflexd-$1-$2.json")/s, counted $got ($(python3 -c "print(f'{100*(1-$got/$sent):.2f}')")% loss, kernel drops $(jq .sflow.kernel_drops "$out/reflexd-$1-$2.json")), $nspd ns CPU/datagram (incl. the 1 s settle polls)"
 }
 
+# Drops counted by the kernel on the UDP socket bound to 127.0.0.1:PORT (/proc/net/udp).
+udp_drops() {
+    awk -v a="$(printf '0100007F:%04X' "$1")" '$2 == a {d += $NF} END {print d + 0}' /proc/net/udp
+}
+
+descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
+
+# CPU seconds of a process and all its descendants.
+tree_cpu() {
+    local total=0 p
+    for p in "$1" $(descendants "$1"); do
+        [ -r "/proc/$p/stat" ] && total=$(python3 -c "print($total + $(cpu_of "$p"))")
+    done
+    echo "$total"
+}
+
+# Stops a process and its descendants: TERM, then KILL after 2 s (sfacctd's core process
+# can sit with SIGTERM blocked).
+stop_tree() {
+    local all; all="$1 $(descendants "$1")"
+    kill $all 2>/dev/null || true
+    for _ in $(seq 20); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL $all 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# A peer collector fed by the same sender; received = sent - kernel socket drops.
+peer_ingest() { # name rate
+    local name=$1 rate=$2 p dir; p=$(port); dir=$(mktemp -d)
+    case "$name" in
+        sfacctd)
+            printf '%s\n' "sfacctd_ip: 127.0.0.1" "sfacctd_port: $p" "sfacctd_pipe_size: 33554432" \
+                "plugins: print" "aggregate: src_host" "print_refresh_time: 60" \
+                "print_output: csv" "print_output_file: $dir/out.csv" "daemonize: false" \
+                >"$dir/sfacctd.conf"
+            sfacctd -f "$dir/sfacctd.conf" >/dev/null 2>"$dir/log" & ;;
+        sfcapd) sfcapd -b 127.0.0.1 -p "$p" -w "$dir" >/dev/null 2>"$dir/log" & ;;
+    esac
+    local pid=$!
+    sleep 1.5
+    local c0 d0; c0=$(tree_cpu "$pid"); d0=$(udp_drops "$p")
+    sender "127.0.0.1:$p" "$rate" >"$out/send-$name-$rate.json"
+    sleep 2
+    local c1 d1; c1=$(tree_cpu "$pid"); d1=$(udp_drops "$p")
+    stop_tree "$pid"
+    rm -rf "$dir"
+    local sent got; sent=$(jq .datagrams "$out/send-$name-$rate.json"); got=$((sent - (d1 - d0)))
+    say "$name rate=$rate: sent $sent at $(jq -r '.datagrams_per_s|floor' "$out/send-$name-$rate.json")/s, received $got (sent - socket drops; $(python3 -c "print(f'{100*(1-$got/$sent):.2f}')")% loss), $(python3 -c "print(f'{1e9*($c1-$c0)/max($got,1):.0f}')") ns CPU/datagram"
+}
+
 if [ "$what" = all ] || [ "$what" = ingest ]; then
     say "## ingest: the same sender (reflex-load sflow --batch 64, 7 samples/datagram, $count datagrams or ${secs}s) into the bare drain and into reflexd"
     for rate in 0 "$paced"; do
@@ -184,27 +235,18 @@ if [ "$what" = all ] || [ "$what" = mitigate ]; then
     say ""
 fi
 
-if [ "$what" = all ]; then
+if [ "$what" = all ] || [ "$what" = peers ]; then
     say "## optional peers (run only when installed; none is installed by this script)"
     if command -v sfacctd >/dev/null; then
-        p=$(port)
-        timeout $((secs + 5)) sfacctd -L 127.0.0.1 -l "$p" -P print -O csv -r 3600 >/dev/null 2>&1 &
-        pid=$!; sleep 1
-        sender "127.0.0.1:$p" 0 >"$out/send-sfacctd.json"
-        say "pmacct sfacctd: sent $(jq .datagrams "$out/send-sfacctd.json"); CPU $(cpu_of "$pid") s"
-        kill "$pid" 2>/dev/null || true
+        for rate in 0 "$paced"; do peer_ingest sfacctd "$rate"; done
+        say "(pmacct sfacctd 1 core process + print plugin, aggregate src_host; its socket buffer is capped at net.core.rmem_max = $(cat /proc/sys/net/core/rmem_max) bytes)"
     else
         say "pmacct (sfacctd): not installed, skipped"
     fi
     if command -v sfcapd >/dev/null; then
-        p=$(port); d=$(mktemp -d)
-        timeout $((secs + 5)) sfcapd -b 127.0.0.1 -p "$p" -l "$d" >/dev/null 2>&1 &
-        pid=$!; sleep 1
-        sender "127.0.0.1:$p" 0 >"$out/send-sfcapd.json"
-        say "nfdump sfcapd: sent $(jq .datagrams "$out/send-sfcapd.json"); CPU $(cpu_of "$pid") s"
-        kill "$pid" 2>/dev/null || true; rm -rf "$d"
+        for rate in 0 "$paced"; do peer_ingest sfcapd "$rate"; done
     else
-        say "nfdump (sfcapd): not installed, skipped"
+        say "nfdump (sfcapd): not installed, skipped (Debian's nfdump package ships no sfcapd)"
     fi
     command -v fastnetmon >/dev/null || say "FastNetMon: not installed, skipped"
     if command -v ovs-testcontroller >/dev/null; then
