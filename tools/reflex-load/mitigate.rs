@@ -243,8 +243,7 @@ pub fn run(args: MitigateArgs) -> anyhow::Result<()> {
         let n = (due as usize).min(args.batch);
         let now = now_ns();
         sender.send(now - origin, n, |e| {
-            if let Some(i) = e.attack {
-                let r = &mut runs[i];
+            if let Some(r) = e.attack.and_then(|i| runs.get_mut(i)) {
                 r.first_ns.get_or_insert(now);
                 let rate = r
                     .rate
