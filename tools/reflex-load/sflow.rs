@@ -247,13 +247,27 @@ pub fn run(args: SflowArgs) -> anyhow::Result<()> {
         if elapsed >= args.duration || attempted >= args.count {
             break;
         }
-        let due = paced(args.rate, elapsed)
+        let mut due = paced(args.rate, elapsed)
             .min(args.count)
             .saturating_sub(attempted);
-        if due == 0 {
-            let next = Duration::from_secs_f64((attempted as f64) / args.rate);
-            std::thread::sleep(next.saturating_sub(elapsed).min(Duration::from_millis(1)));
-            continue;
+        let mut elapsed = elapsed;
+        let want = (args.batch as u64).min(args.count - attempted);
+        if due < want {
+            // Paced: sleep until a whole batch is due, at most 1 ms, then send what is due —
+            // one syscall per batch at high rates, few wake-ups at low ones.
+            let full_at = Duration::from_secs_f64((attempted + want) as f64 / args.rate);
+            std::thread::sleep(
+                full_at
+                    .saturating_sub(elapsed)
+                    .min(Duration::from_millis(1)),
+            );
+            elapsed = start.elapsed();
+            due = paced(args.rate, elapsed)
+                .min(args.count)
+                .saturating_sub(attempted);
+            if due == 0 {
+                continue;
+            }
         }
         let n = (due as usize).min(args.batch);
         sender.send(elapsed.as_nanos() as u64, n, |_| {})?;
