@@ -250,13 +250,20 @@ if [ "$what" = all ] || [ "$what" = peers ]; then
     fi
     command -v fastnetmon >/dev/null || say "FastNetMon: not installed, skipped"
     if command -v ovs-testcontroller >/dev/null; then
-        p=$(port)
-        timeout 10 ovs-testcontroller "ptcp:$p:127.0.0.1" >/dev/null 2>&1 &
+        # cbench against OVS's learning-switch test controller, with the same emulator that
+        # will measure reflexd's OpenFlow server.
+        p=$(port); d=$(mktemp -d)
+        OVS_RUNDIR="$d" ovs-testcontroller -O OpenFlow13 "ptcp:$p:127.0.0.1" >/dev/null 2>"$d/log" &
         pid=$!; sleep 0.5
-        "$load" switch --controller "127.0.0.1:$p" --mode throughput --duration 5 --json --quiet \
-            >"$out/cbench-ovs-testcontroller.json" || true
-        say "ovs-testcontroller cbench throughput: $(jq .responses_per_s "$out/cbench-ovs-testcontroller.json" 2>/dev/null) responses/s"
-        kill "$pid" 2>/dev/null || true
+        for mode in throughput latency; do
+            "$load" switch --controller "127.0.0.1:$p" --mode "$mode" --duration 5 --json --quiet \
+                >"$out/cbench-ovs-testcontroller-$mode.json" || true
+        done
+        stop_tree "$pid"; rm -rf "$d"
+        t="$out/cbench-ovs-testcontroller-throughput.json"; l="$out/cbench-ovs-testcontroller-latency.json"
+        say "ovs-testcontroller cbench throughput (1 switch): $(jq -r '.responses_per_s|floor' "$t") responses/s, per second $(jq -c .per_second "$t")"
+        say "ovs-testcontroller cbench latency (1 switch): $(jq -r '.responses_per_s|floor' "$l") round trips/s, RTT us $(jq -c '.rtt_us|{p50,p90,p99,max}' "$l")"
+        say "ratio: throughput / latency-mode rate (pipelining gain) = $(ratio "$(jq .responses_per_s "$t")" "$(jq .responses_per_s "$l")")x"
     else
         say "ovs-testcontroller: not installed, skipped"
     fi
