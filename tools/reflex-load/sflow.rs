@@ -102,9 +102,9 @@ pub struct SflowArgs {
     /// Datagrams per sendmmsg call.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
-    /// Attack to inject, repeatable: KIND[:at=SECS,for=SECS,rate=PPS,src=IP,dst=IP,
-    /// reflectors=N] with KIND icmp, syn, reflection or spoofed (rate in packets/s
-    /// before sampling; default at=0, rate=10000, until the end).
+    /// Attack to inject, repeatable: KIND[:key=value,...] with KIND icmp, syn,
+    /// reflection or spoofed and keys at=SECS, for=SECS, rate=PPS (packets/s before
+    /// sampling), src=IP, dst=IP, reflectors=N (default at=0, rate=10000, until the end).
     #[arg(long = "attack", value_name = "SPEC")]
     pub attacks: Vec<Attack>,
     #[command(flatten)]
