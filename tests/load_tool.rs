@@ -128,15 +128,26 @@ t = 1.0
         "2",
         "--attack",
         "icmp:rate=50000000",
+        "--counter-interval",
+        "0.1",
         "--json",
         "--quiet",
     ]));
     assert_eq!(sent["datagrams"], 2000, "{sent}");
+    assert!(sent["counter_samples"].as_u64().unwrap() > 0, "{sent}");
     let stats = d.wait_for(Duration::from_secs(10), "all datagrams counted", || {
         let s = d.ctl_json(&["stats"]);
         (s["sflow"]["datagrams"] == 2000).then_some(s)
     });
     assert_eq!(stats["sflow"]["flow_samples"], sent["samples"], "{stats}");
+    assert_eq!(
+        stats["sflow"]["counter_samples"], sent["counter_samples"],
+        "{stats}"
+    );
+    assert_eq!(stats["sflow"]["bytes"], sent["bytes"], "{stats}");
+    // Six exporters (3 agents x 2 sub-agents), each numbering its datagrams without gaps.
+    assert_eq!(stats["sflow"]["lost_datagrams"], 0, "{stats}");
+    assert_eq!(stats["sflow"]["agent_restarts"], 0, "{stats}");
     let errors = stats["sflow"]["decode_errors"].as_object().unwrap();
     assert!(errors.values().all(|v| v == 0), "{errors:?}");
     // The flood's source is among the top keys of the flow.

@@ -207,19 +207,24 @@ impl SendBatch {
 }
 
 impl SendBatch {
-    /// Sends `buf` as consecutive datagrams of `each` bytes (the last may be shorter) on a
-    /// connected socket, without building a slice of slices; returns how many were accepted.
-    pub fn send_contiguous(
+    /// Sends datagram `i` = `buf[i * slot..i * slot + lens[i]]` for every entry of `lens`
+    /// on a connected socket, without building a slice of slices; returns how many were
+    /// accepted. Lengths beyond their slot or the buffer are cut to fit.
+    pub fn send_slots(
         &mut self,
         socket: &UdpSocket,
         buf: &[u8],
-        each: usize,
+        slot: usize,
+        lens: &[usize],
     ) -> io::Result<usize> {
-        if each == 0 {
+        if slot == 0 {
             return Ok(0);
         }
         let mut sent = 0;
-        let mut chunks = buf.chunks(each);
+        let mut chunks = buf
+            .chunks(slot)
+            .zip(lens)
+            .map(|(chunk, &len)| &chunk[..len.min(chunk.len())]);
         loop {
             let mut n = 0;
             for (i, d) in chunks.by_ref().take(self.headers.len()).enumerate() {
@@ -303,7 +308,7 @@ mod tests {
     }
 
     #[test]
-    fn contiguous_datagrams_arrive_one_by_one() {
+    fn slotted_datagrams_arrive_one_by_one() {
         let rx = crate::io::udp::bind_ingest(
             "127.0.0.1:0".parse().unwrap(),
             1 << 20,
@@ -314,8 +319,8 @@ mod tests {
         tx.connect(rx.local_addr().unwrap()).unwrap();
         let buf: Vec<u8> = (0..250u32).map(|i| (i / 100) as u8).collect();
         let mut send = SendBatch::new(2);
-        assert_eq!(send.send_contiguous(&tx, &buf, 100).unwrap(), 3);
-        assert_eq!(send.send_contiguous(&tx, &buf, 0).unwrap(), 0);
+        assert_eq!(send.send_slots(&tx, &buf, 100, &[100, 7, 500]).unwrap(), 3);
+        assert_eq!(send.send_slots(&tx, &buf, 0, &[1]).unwrap(), 0);
         let mut batch = RecvBatch::new(8);
         let mut got = Vec::new();
         while got.len() < 3 {
@@ -325,7 +330,7 @@ mod tests {
                 got.push(batch.datagram(i).0.to_vec());
             }
         }
-        assert_eq!(got, vec![vec![0; 100], vec![1; 100], vec![2; 50]]);
+        assert_eq!(got, vec![vec![0; 100], vec![1; 7], vec![2; 50]]);
     }
 
     #[test]

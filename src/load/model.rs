@@ -14,8 +14,8 @@ use super::frame::{self, tcp, Packet, Transport};
 use super::rng::{scramble_u32, Rng};
 use super::zipf::{Zipf, ZipfError};
 use crate::sflow::{
-    AgentId, DataSource, DatagramRepr, EmitError, FlowRecordRepr, FlowSampleRepr, Interface,
-    SampleRepr, SampledHeaderRepr,
+    AgentId, CounterRecordRepr, CountersSampleRepr, DataSource, DatagramRepr, EmitError,
+    FlowRecordRepr, FlowSampleRepr, IfCounters, Interface, SampleRepr, SampledHeaderRepr,
 };
 
 /// Largest number of background sources (they live in 10.0.0.0/9).
@@ -224,6 +224,9 @@ pub struct ModelConfig {
     pub distribution: SourceDist,
     pub destinations: u32,
     pub attacks: Vec<Attack>,
+    /// Counter polling: every exporter reports each of its ports' generic interface
+    /// counters once per interval, one counters sample per datagram (None: no counters).
+    pub counter_interval: Option<Duration>,
     pub seed: u64,
 }
 
@@ -241,6 +244,7 @@ impl Default for ModelConfig {
             distribution: SourceDist::Zipf(1.0),
             destinations: 16,
             attacks: Vec::new(),
+            counter_interval: None,
             seed: 1,
         }
     }
@@ -278,6 +282,10 @@ struct Exporter {
     sequence: u32,
     sample_sequence: u32,
     sample_pool: u32,
+    counter_sequence: u32,
+    /// When the next counters sample is due, and for which port.
+    next_counters: Duration,
+    counter_port: u32,
 }
 
 /// What one call to [`TrafficModel::next_datagram`] produced.
@@ -290,6 +298,8 @@ pub struct Emitted {
     pub samples: u32,
     /// Of which attack samples.
     pub attack_samples: u32,
+    /// Counters samples in the datagram.
+    pub counter_samples: u32,
     /// The first attack (index in the configuration) with samples in the datagram.
     pub attack: Option<usize>,
 }
@@ -302,6 +312,7 @@ pub struct TrafficModel {
     exporters: Vec<Exporter>,
     next_exporter: usize,
     template: DatagramRepr,
+    counters: DatagramRepr,
     /// Attack samples emitted so far, per attack.
     attack_sent: Vec<u64>,
     spoof_counter: u32,
@@ -357,6 +368,9 @@ impl TrafficModel {
                     sequence: 0,
                     sample_sequence: 0,
                     sample_pool: 0,
+                    counter_sequence: 0,
+                    next_counters: Duration::ZERO,
+                    counter_port: 1,
                 });
             }
         }
@@ -382,6 +396,27 @@ impl TrafficModel {
             uptime_ms: 0,
             samples: vec![SampleRepr::Flow(sample); cfg.samples_per_datagram],
         };
+        if let Some(iv) = cfg.counter_interval {
+            if iv < Duration::from_millis(1) {
+                return Err(ModelError::Range {
+                    what: "counter interval (ms)",
+                    min: 1,
+                    max: u64::MAX,
+                    got: iv.as_millis() as u64,
+                });
+            }
+        }
+        let counters = DatagramRepr {
+            agent: exporters[0].agent,
+            sequence: 0,
+            uptime_ms: 0,
+            samples: vec![SampleRepr::Counters(CountersSampleRepr {
+                expanded: false,
+                sequence: 0,
+                source: DataSource { kind: 0, index: 1 },
+                records: vec![CounterRecordRepr::Generic(IfCounters::default())],
+            })],
+        };
         let mut rng = Rng::new(cfg.seed);
         let spoof_key = rng.next_u32();
         Ok(TrafficModel {
@@ -392,6 +427,7 @@ impl TrafficModel {
             exporters,
             next_exporter: 0,
             template,
+            counters,
             spoof_counter: 0,
             spoof_key,
             cfg,
@@ -403,9 +439,60 @@ impl TrafficModel {
         &self.cfg
     }
 
-    /// Bytes every datagram takes (they all have the same shape).
+    /// Bytes of the longest datagram the model writes (flow datagrams all have this
+    /// length; counters datagrams are shorter).
     pub fn datagram_len(&self) -> usize {
-        self.template.buffer_len()
+        self.template.buffer_len().max(self.counters.buffer_len())
+    }
+
+    /// Writes exporter `e`'s next counters datagram if one is due at `now`.
+    fn counters_datagram(
+        &mut self,
+        e: usize,
+        now: Duration,
+        out: &mut [u8],
+    ) -> Option<Result<Emitted, EmitError>> {
+        let interval = self.cfg.counter_interval?;
+        let ports = self.cfg.ports;
+        let exporter = &mut self.exporters[e];
+        if now < exporter.next_counters {
+            return None;
+        }
+        // Each port once per interval, spread evenly over it.
+        exporter.next_counters = now + interval / ports;
+        let port = exporter.counter_port;
+        exporter.counter_port = port % ports + 1;
+        exporter.counter_sequence = exporter.counter_sequence.wrapping_add(1);
+        exporter.sequence = exporter.sequence.wrapping_add(1);
+        let secs = now.as_secs_f64();
+        // Plausible, monotonic counters: ~1 Gbit/s in, ~0.8 out, 800-byte packets.
+        let in_octets = (secs * 125e6) as u64 + u64::from(port) * 1_000_000;
+        let out_octets = in_octets / 5 * 4;
+        let counters = IfCounters {
+            if_index: port,
+            if_type: 6,
+            if_speed: 10_000_000_000,
+            if_direction: 1,
+            if_status: 3,
+            in_octets,
+            in_ucast: (in_octets / 800) as u32,
+            out_octets,
+            out_ucast: (out_octets / 800) as u32,
+            ..IfCounters::default()
+        };
+        self.counters.agent = exporter.agent;
+        self.counters.sequence = exporter.sequence;
+        self.counters.uptime_ms = now.as_millis() as u32;
+        if let Some(SampleRepr::Counters(c)) = self.counters.samples.first_mut() {
+            c.sequence = exporter.counter_sequence;
+            c.source.index = port;
+            c.records[0] = CounterRecordRepr::Generic(counters);
+        }
+        Some(self.counters.emit(out).map(|len| Emitted {
+            len,
+            counter_samples: 1,
+            ..Emitted::default()
+        }))
     }
 
     /// Attack samples emitted so far, per attack (in configuration order).
@@ -524,6 +611,9 @@ impl TrafficModel {
         let now = Duration::from_nanos(now_ns);
         let e = self.next_exporter;
         self.next_exporter = (e + 1) % self.exporters.len();
+        if let Some(result) = self.counters_datagram(e, now, out) {
+            return result;
+        }
         let mut attack_samples = 0;
         let mut first_attack = None;
         let n = self.template.samples.len();
@@ -564,6 +654,7 @@ impl TrafficModel {
             len,
             samples: n as u32,
             attack_samples,
+            counter_samples: 0,
             attack: first_attack,
         })
     }
@@ -827,6 +918,50 @@ mod tests {
         assert!(e.to_string().contains("rate"), "{e}");
         assert!("syn:at=soon".parse::<Attack>().is_err());
         assert!("syn:src=1.2.3".parse::<Attack>().is_err());
+    }
+
+    #[test]
+    fn counters_are_polled_per_port_once_per_interval() {
+        let mut m = TrafficModel::new(ModelConfig {
+            agents: 2,
+            ports: 4,
+            counter_interval: Some(Duration::from_secs(1)),
+            ..ModelConfig::default()
+        })
+        .unwrap();
+        let mut buf = vec![0u8; m.datagram_len()];
+        let (mut flows, mut counters) = (0, HashMap::<(IpAddr, u32), u32>::new());
+        // 10 s at 1000 datagrams/s: each of 2 agents x 4 ports reports ~10 times.
+        for i in 0..10_000u64 {
+            let e = m.next_datagram(i * 1_000_000, &mut buf).unwrap();
+            let d = parse_datagram(&buf[..e.len]).unwrap();
+            for s in d.samples() {
+                match s.unwrap() {
+                    Sample::Flow(_) => flows += 1,
+                    Sample::Counters(c) => {
+                        assert_eq!(e.counter_samples, 1);
+                        let Some(Ok(crate::sflow::CounterRecord::Generic(g))) = c.records().next()
+                        else {
+                            panic!("no generic counters")
+                        };
+                        assert_eq!(g.if_index, c.source.index);
+                        *counters.entry((d.agent.address, g.if_index)).or_default() += 1;
+                    }
+                    _ => panic!("unexpected sample"),
+                }
+            }
+        }
+        assert_eq!(counters.len(), 8);
+        assert!(
+            counters.values().all(|&n| (9..=11).contains(&n)),
+            "{counters:?}"
+        );
+        assert!(flows > 60_000);
+        let no_counters = TrafficModel::new(ModelConfig {
+            counter_interval: Some(Duration::from_micros(10)),
+            ..ModelConfig::default()
+        });
+        assert!(no_counters.is_err());
     }
 
     #[test]

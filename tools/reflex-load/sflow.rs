@@ -57,6 +57,10 @@ pub struct ModelArgs {
     /// Background destinations (10.200.0.1 ...).
     #[arg(long, default_value_t = 16)]
     pub destinations: u32,
+    /// Poll every port's interface counters once per this interval, per agent (e.g. 20;
+    /// default: no counters samples).
+    #[arg(long, value_parser = parse_duration)]
+    pub counter_interval: Option<Duration>,
     /// Random seed (runs are reproducible).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -79,6 +83,7 @@ impl ModelArgs {
                 Distribution::Uniform => SourceDist::Uniform,
             },
             destinations: self.destinations,
+            counter_interval: self.counter_interval,
             attacks,
             seed: self.seed,
         }
@@ -124,6 +129,7 @@ pub struct SendStats {
     pub bytes: u64,
     pub samples: u64,
     pub attack_samples: u64,
+    pub counter_samples: u64,
     /// Send calls the kernel refused because nothing listens (ICMP port unreachable).
     pub refused: u64,
     /// Other failed send calls.
@@ -135,7 +141,9 @@ pub struct Sender {
     socket: UdpSocket,
     batch: SendBatch,
     buf: Vec<u8>,
+    /// Slot size in `buf` (the longest datagram), and this batch's datagram lengths.
     len: usize,
+    lens: Vec<usize>,
     capacity: usize,
     pub model: TrafficModel,
     pub stats: SendStats,
@@ -163,13 +171,14 @@ impl Sender {
             batch: SendBatch::new(capacity),
             buf: vec![0; len * capacity],
             len,
+            lens: vec![0; capacity],
             capacity,
             model,
             stats: SendStats::default(),
         })
     }
 
-    /// Bytes of every datagram.
+    /// Bytes of the longest datagram (every flow datagram).
     pub fn datagram_len(&self) -> usize {
         self.len
     }
@@ -191,15 +200,18 @@ impl Sender {
                 .context("emitting a datagram")?;
             self.stats.samples += u64::from(e.samples);
             self.stats.attack_samples += u64::from(e.attack_samples);
+            self.stats.counter_samples += u64::from(e.counter_samples);
+            self.lens[i] = e.len;
             each(&e);
         }
         let mut sent = 0;
         // One retry: a refusal reports an earlier ICMP error and sends nothing.
         for _ in 0..2 {
-            match self.batch.send_contiguous(
+            match self.batch.send_slots(
                 &self.socket,
                 &self.buf[sent * self.len..n * self.len],
                 self.len,
+                &self.lens[sent..n],
             ) {
                 Ok(k) => {
                     sent += k;
@@ -213,7 +225,7 @@ impl Sender {
             }
         }
         self.stats.datagrams += sent as u64;
-        self.stats.bytes += (sent * self.len) as u64;
+        self.stats.bytes += self.lens[..sent].iter().sum::<usize>() as u64;
         Ok(sent)
     }
 }
@@ -311,9 +323,10 @@ pub fn run(args: SflowArgs) -> anyhow::Result<()> {
         "datagrams": s.datagrams,
         "attempted": attempted,
         "bytes": s.bytes,
-        "datagram_bytes": sender.datagram_len(),
+        "flow_datagram_bytes": sender.datagram_len(),
         "samples": s.samples,
         "attack_samples": s.attack_samples,
+        "counter_samples": s.counter_samples,
         "attacks": per_attack,
         "refused": s.refused,
         "errors": s.errors,
@@ -327,12 +340,14 @@ pub fn run(args: SflowArgs) -> anyhow::Result<()> {
         report::print_json(&summary);
     } else {
         println!(
-            "sent {} datagrams ({} bytes, {} samples, {} attack samples) to {} in {:.2} s: \
+            "sent {} datagrams ({} bytes, {} flow samples, {} attack samples, {} counters \
+             samples) to {} in {:.2} s: \
              {:.0} datagrams/s, {:.1} Mbit/s, {:.0} ns CPU/datagram; {} refused, {} errors",
             s.datagrams,
             s.bytes,
             s.samples,
             s.attack_samples,
+            s.counter_samples,
             args.target,
             secs,
             s.datagrams as f64 / secs,
