@@ -5,7 +5,9 @@
 //! destinations; attacks are injected by a schedule, each at its own represented packet
 //! rate: an attack of `r` packets/s sampled 1-in-`N` owes `r/N` samples per second of `now`,
 //! and those samples take the first slots of the next datagrams, background filling the
-//! rest. The model reads no clock: the driver passes `now_ns` (since the run started).
+//! rest. With counter polling on, each exporter also reports every port's generic interface
+//! counters once per interval, in counters-only datagrams, as Open vSwitch does. The model
+//! reads no clock: the driver passes `now_ns` (since the run started).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
