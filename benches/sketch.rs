@@ -1,5 +1,7 @@
 //! Per-sample cost of the flow statistics path: build key, hash, sketch `add`, top-k
-//! `offer`, threshold `check` — as one ingest thread runs it for every flow sample.
+//! `offer`, threshold `check` — as one ingest thread runs it for every flow sample — and,
+//! as the peer, an exact per-key map of decayed counts on the same stream (what the
+//! sketch replaces: its memory grows with every distinct key).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use reflex::flow::key::FlowKey;
@@ -123,6 +125,32 @@ fn bench(c: &mut Criterion) {
             black_box(acc)
         })
     });
+
+    // The peer: an exact HashMap of (decayed count, last update) per key, same stream.
+    let mut exact: std::collections::HashMap<FlowKey, (f64, u64)> =
+        std::collections::HashMap::new();
+    let mut now = 1_000_000_000u64;
+    let mut off = 0;
+    g.bench_function("exact_hashmap_zipf", |b| {
+        b.iter(|| {
+            let mut acc = 0.0;
+            for (i, id) in ids[off..off + BATCH].iter().enumerate() {
+                if i % 8 == 0 {
+                    now += 10_000;
+                }
+                let mut key = FlowKey::EMPTY;
+                key.push(&id.to_be_bytes());
+                let e = exact.entry(key).or_insert((0.0, now));
+                let dt = (now - e.1) as f64 * 1e-9;
+                e.0 = e.0 * (-dt / TAU).exp() + 256.0;
+                e.1 = now;
+                acc += e.0 / TAU;
+            }
+            off = (off + BATCH) % ids.len();
+            black_box(acc)
+        })
+    });
+    eprintln!("exact map: {} keys after the run", exact.len());
     g.finish();
 }
 

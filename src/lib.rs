@@ -11,6 +11,7 @@ pub mod flow;
 pub mod ingest;
 pub mod io;
 pub mod journal;
+pub mod load;
 pub mod metrics;
 pub mod openflow;
 pub mod ops;

@@ -317,6 +317,8 @@ fn metrics_are_off_by_default_and_a_busy_port_fails_the_start() {
         .arg(dir.path().join("s"))
         .arg("--state-dir")
         .arg(dir.path().join("state"))
+        .arg("--openflow")
+        .arg("127.0.0.1:0")
         .output()
         .unwrap();
     assert!(!out.status.success());

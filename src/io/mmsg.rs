@@ -206,6 +206,71 @@ impl SendBatch {
     }
 }
 
+impl SendBatch {
+    /// Sends datagram `i` = `buf[i * slot..i * slot + lens[i]]` for every entry of `lens`
+    /// on a connected socket, without building a slice of slices; returns how many were
+    /// accepted. Lengths beyond their slot or the buffer are cut to fit.
+    pub fn send_slots(
+        &mut self,
+        socket: &UdpSocket,
+        buf: &[u8],
+        slot: usize,
+        lens: &[usize],
+    ) -> io::Result<usize> {
+        if slot == 0 {
+            return Ok(0);
+        }
+        let mut sent = 0;
+        let mut chunks = buf
+            .chunks(slot)
+            .zip(lens)
+            .map(|(chunk, &len)| &chunk[..len.min(chunk.len())]);
+        loop {
+            let mut n = 0;
+            for (i, d) in chunks.by_ref().take(self.headers.len()).enumerate() {
+                self.iovecs[i] = libc::iovec {
+                    iov_base: d.as_ptr() as *mut libc::c_void,
+                    iov_len: d.len(),
+                };
+                // SAFETY: all-zero is a valid msghdr; then point it at the iovec above.
+                self.headers[i].msg_hdr = unsafe { MaybeUninit::zeroed().assume_init() };
+                self.headers[i].msg_hdr.msg_iov = &mut self.iovecs[i];
+                self.headers[i].msg_hdr.msg_iovlen = 1;
+                n = i + 1;
+            }
+            if n == 0 {
+                return Ok(sent);
+            }
+            let accepted = loop {
+                // SAFETY: the first n headers point at live chunks of `buf`.
+                let r = unsafe {
+                    libc::sendmmsg(
+                        socket.as_raw_fd(),
+                        self.headers.as_mut_ptr(),
+                        n as libc::c_uint,
+                        0,
+                    )
+                };
+                if r >= 0 {
+                    break r as usize;
+                }
+                let err = io::Error::last_os_error();
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                if sent > 0 {
+                    return Ok(sent);
+                }
+                return Err(err);
+            };
+            sent += accepted;
+            if accepted < n {
+                return Ok(sent);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +305,32 @@ mod tests {
         }
         assert_eq!(got, payloads);
         assert_eq!(batch.datagram(99), (&[][..], false));
+    }
+
+    #[test]
+    fn slotted_datagrams_arrive_one_by_one() {
+        let rx = crate::io::udp::bind_ingest(
+            "127.0.0.1:0".parse().unwrap(),
+            1 << 20,
+            Duration::from_millis(500),
+        )
+        .unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        let buf: Vec<u8> = (0..250u32).map(|i| (i / 100) as u8).collect();
+        let mut send = SendBatch::new(2);
+        assert_eq!(send.send_slots(&tx, &buf, 100, &[100, 7, 500]).unwrap(), 3);
+        assert_eq!(send.send_slots(&tx, &buf, 0, &[1]).unwrap(), 0);
+        let mut batch = RecvBatch::new(8);
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let n = batch.recv(&rx).unwrap();
+            assert!(n > 0);
+            for i in 0..n {
+                got.push(batch.datagram(i).0.to_vec());
+            }
+        }
+        assert_eq!(got, vec![vec![0; 100], vec![1; 7], vec![2; 50]]);
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! The only home of syscalls and `unsafe`: UDP sockets with SO_REUSEPORT, batched
-//! `recvmmsg`/`sendmmsg`, kernel drop counters, core pinning and the monotonic clock.
+//! `recvmmsg`/`sendmmsg`, kernel drop counters, core pinning, CPU time and the monotonic
+//! clock.
 //!
 //! Everything above this module works on byte slices and `now_ns` values handed down from
 //! here, so it can be tested without sockets.
 
 pub mod clock;
 pub mod mmsg;
+pub mod rusage;
 pub mod term;
 pub mod udp;
 

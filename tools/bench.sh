@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# Reruns every figure of PERF.md: criterion benches (short settings for shared machines),
+# then reflexd's ingest against the bare recvmmsg drain with the same sender, then
+# (optional) mitigation latency and peers that happen to be installed. Loopback only.
+#
+#   tools/bench.sh                 everything, results in target/bench-results/<date>/
+#   BENCH_TIME=10 tools/bench.sh   longer criterion measurement (seconds, default 3)
+#   tools/bench.sh ingest          only the ingest comparison
+#   tools/bench.sh mitigate        only mitigation latency (needs reflexd serving OpenFlow)
+#   tools/bench.sh peers           only the optional peers (pmacct, nfdump, ...) if installed
+#
+# Benchmarks never run in `cargo test`; this script is the only place they run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+what="${1:-all}"
+measure="${BENCH_TIME:-3}"
+warm="${BENCH_WARMUP:-1}"
+count="${INGEST_COUNT:-2000000}"
+secs="${INGEST_SECS:-20}"
+paced="${INGEST_PACED_RATE:-50000}"
+out="target/bench-results/$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$out"
+summary="$out/summary.txt"
+
+say() { echo "$*" | tee -a "$summary"; }
+
+say "# Reflex benchmarks"
+say "date:    $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+say "commit:  $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+say "nproc:   $(nproc)"
+say "cpu:     $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+say "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min)"
+say "kernel:  $(uname -r)"
+say "rustc:   $(rustc --version)"
+say ""
+
+criterion() {
+    local bench="$1"
+    say "## cargo bench --bench $bench -- --warm-up-time $warm --measurement-time $measure"
+    cargo bench --bench "$bench" -- --warm-up-time "$warm" --measurement-time "$measure" \
+        2>&1 | tee "$out/$bench.txt" | grep -E '^[a-z_]+/|time: +\[[0-9.]+ [nµm]?s|thrpt: +\[[0-9.]+ [KMG]?elem' | tee -a "$summary"
+    say ""
+}
+
+# A criterion estimate in ns, the one it prints (slope, else mean); "/" in names is "_".
+median_ns() {
+    jq -r '(.slope.point_estimate // .mean.point_estimate)' \
+        "target/criterion/$1/new/estimates.json" 2>/dev/null || echo nan
+}
+
+ratio() {
+    python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}')" \
+        "$1" "$2" 2>/dev/null || echo n/a
+}
+
+if [ "$what" = all ]; then
+    criterion sflow_decode
+    r=$(median_ns "sflow_decode/reflex"); p=$(median_ns "sflow_decode/sflow-parser")
+    f=$(median_ns "sflow_decode/reflex_full_path")
+    say "ratio: sflow-parser decode / reflex decode = $(ratio "$p" "$r")x"
+    say "ratio: sflow-parser decode / reflex full per-sample path = $(ratio "$p" "$f")x"
+    say ""
+    criterion sketch
+    say "ratio: exact per-key map / sketch+top-k+threshold pipeline (Zipf, 1M keys) = $(ratio "$(median_ns flow_stats/exact_hashmap_zipf)" "$(median_ns flow_stats/zipf_1m_keys)")x"
+    say ""
+    criterion policy
+    say "ratio: full compile / event->delta (100k hosts) = $(ratio "$(median_ns policy/full_compile_auth_normal_100k)" "$(median_ns policy/event_to_delta_100k_instances)")x"
+    say ""
+    criterion openflow_codec
+    for m in flow_mod packet_in flow_stats_reply_400 flow_stats_1000; do
+        say "ratio: openflow $m decode / encode = $(ratio "$(median_ns "openflow/${m}_decode")" "$(median_ns "openflow/${m}_encode")")x"
+    done
+    say ""
+fi
+
+cargo build --release --bins --quiet
+bin=target/release
+load="$bin/reflex-load"
+
+port() { echo $((20000 + RANDOM % 30000)); }
+
+# CPU seconds (user + system) of a process so far.
+cpu_of() {
+    local ticks
+    ticks=$(awk '{print $14 + $15}' "/proc/$1/stat")
+    python3 -c "import os,sys; print(int(sys.argv[1]) / os.sysconf('SC_CLK_TCK'))" "$ticks"
+}
+
+sender() { # target, rate
+    "$load" sflow --target "$1" --rate "$2" --count "$count" --duration "$secs" --batch 64 \
+        --json --quiet
+}
+
+ingest_drain() { # rate -> line
+    local p; p=$(port)
+    "$load" drain --listen "127.0.0.1:$p" --duration $((secs + 10)) --idle 2 --json --quiet \
+        >"$out/drain-$1.json" 2>/dev/null &
+    local pid=$!
+    sleep 0.5
+    sender "127.0.0.1:$p" "$1" >"$out/send-drain-$1.json"
+    wait "$pid"
+    local sent got cpu
+    sent=$(jq .datagrams "$out/send-drain-$1.json")
+    got=$(jq .datagrams "$out/drain-$1.json")
+    cpu=$(jq .cpu_ns_per_datagram "$out/drain-$1.json")
+    say "drain   rate=$1: sent $sent at $(jq -r '.datagrams_per_s|floor' "$out/send-drain-$1.json")/s, received $got ($(python3 -c "print(f'{100*(1-$got/$sent):.2f}')")% loss), $(printf %.0f "$cpu") ns CPU/datagram"
+}
+
+ingest_reflexd() { # rate, workers -> line
+    local p dir; p=$(port); dir=$(mktemp -d)
+    cat >"$dir/r.toml" <<TOML
+[sflow]
+listen = "127.0.0.1:$p"
+workers = $2
+pin = false
+
+[[flow]]
+name = "ddos"
+keys = "ipsource"
+value = "frames"
+filter = "outputifindex!=discard&direction=ingress"
+t = 1.0
+
+[[flow]]
+name = "pairs"
+keys = "ipsource,ipdestination"
+value = "bytes"
+t = 2.0
+
+[[threshold]]
+name = "ddos"
+metric = "ddos"
+value = 1000000000.0
+timeout = 10.0
+TOML
+    REFLEX_LOG=warn "$bin/reflexd" --config "$dir/r.toml" --control "$dir/ctl.sock" \
+        --state-dir "$dir/state" --openflow "127.0.0.1:$(port)" 2>"$dir/log" &
+    local pid=$!
+    for _ in $(seq 100); do "$bin/reflexctl" --socket "$dir/ctl.sock" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    local cpu0; cpu0=$(cpu_of "$pid")
+    sender "127.0.0.1:$p" "$1" >"$out/send-reflexd-$1-$2.json"
+    local got=-1 prev=-2
+    while [ "$got" != "$prev" ]; do
+        prev=$got; sleep 1
+        got=$("$bin/reflexctl" --socket "$dir/ctl.sock" --json stats | jq .sflow.datagrams)
+    done
+    local cpu1; cpu1=$(cpu_of "$pid")
+    "$bin/reflexctl" --socket "$dir/ctl.sock" --json stats >"$out/reflexd-$1-$2.json"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    rm -rf "$dir"
+    local sent; sent=$(jq .datagrams "$out/send-reflexd-$1-$2.json")
+    local nspd; nspd=$(python3 -c "print(f'{1e9*($cpu1-$cpu0)/max($got,1):.0f}')")
+    say "reflexd rate=$1 workers=$2: sent $sent at $(jq -r '.datagrams_per_s|floor' "$out/send-reflexd-$1-$2.json")/s, counted $got ($(python3 -c "print(f'{100*(1-$got/$sent):.2f}')")% loss, kernel drops $(jq .sflow.kernel_drops "$out/reflexd-$1-$2.json")), $nspd ns CPU/datagram (incl. the 1 s settle polls)"
+}
+
+# Drops counted by the kernel on the UDP socket bound to 127.0.0.1:PORT (/proc/net/udp).
+udp_drops() {
+    awk -v a="$(printf '0100007F:%04X' "$1")" '$2 == a {d += $NF} END {print d + 0}' /proc/net/udp
+}
+
+descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
+
+# CPU seconds of a process and all its descendants.
+tree_cpu() {
+    local total=0 p
+    for p in "$1" $(descendants "$1"); do
+        [ -r "/proc/$p/stat" ] && total=$(python3 -c "print($total + $(cpu_of "$p"))")
+    done
+    echo "$total"
+}
+
+# Stops a process and its descendants: TERM, then KILL after 2 s (sfacctd's core process
+# can sit with SIGTERM blocked).
+stop_tree() {
+    local all; all="$1 $(descendants "$1")"
+    kill $all 2>/dev/null || true
+    for _ in $(seq 20); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL $all 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# A peer collector fed by the same sender; received = sent - kernel socket drops.
+peer_ingest() { # name rate
+    local name=$1 rate=$2 p dir; p=$(port); dir=$(mktemp -d)
+    case "$name" in
+        sfacctd)
+            printf '%s\n' "sfacctd_ip: 127.0.0.1" "sfacctd_port: $p" "sfacctd_pipe_size: 33554432" \
+                "plugins: print" "aggregate: src_host" "print_refresh_time: 60" \
+                "print_output: csv" "print_output_file: $dir/out.csv" "daemonize: false" \
+                >"$dir/sfacctd.conf"
+            sfacctd -f "$dir/sfacctd.conf" >/dev/null 2>"$dir/log" & ;;
+        sfcapd) sfcapd -b 127.0.0.1 -p "$p" -w "$dir" >/dev/null 2>"$dir/log" & ;;
+    esac
+    local pid=$!
+    sleep 1.5
+    local c0 d0; c0=$(tree_cpu "$pid"); d0=$(udp_drops "$p")
+    sender "127.0.0.1:$p" "$rate" >"$out/send-$name-$rate.json"
+    sleep 2
+    local c1 d1; c1=$(tree_cpu "$pid"); d1=$(udp_drops "$p")
+    stop_tree "$pid"
+    rm -rf "$dir"
+    local sent got; sent=$(jq .datagrams "$out/send-$name-$rate.json"); got=$((sent - (d1 - d0)))
+    say "$name rate=$rate: sent $sent at $(jq -r '.datagrams_per_s|floor' "$out/send-$name-$rate.json")/s, received $got (sent - socket drops; $(python3 -c "print(f'{100*(1-$got/$sent):.2f}')")% loss), $(python3 -c "print(f'{1e9*($c1-$c0)/max($got,1):.0f}')") ns CPU/datagram"
+}
+
+if [ "$what" = all ] || [ "$what" = ingest ]; then
+    say "## ingest: the same sender (reflex-load sflow --batch 64, 7 samples/datagram, $count datagrams or ${secs}s) into the bare drain and into reflexd"
+    for rate in 0 "$paced"; do
+        ingest_drain "$rate"
+        ingest_reflexd "$rate" 1
+    done
+    ingest_reflexd 0 2
+    say "(rate=0 is flat out; sender and receiver share the machine's $(nproc) cores)"
+    say ""
+fi
+
+if [ "$what" = all ] || [ "$what" = mitigate ]; then
+    say "## mitigate: reflex-load mitigate against reflexd --config tools/reflex-load/mitigate.toml"
+    dir=$(mktemp -d); sp=$(port); op=$(port)
+    REFLEX_LOG=warn "$bin/reflexd" --config tools/reflex-load/mitigate.toml --sflow "127.0.0.1:$sp" \
+        --openflow "127.0.0.1:$op" --control "$dir/ctl.sock" --state-dir "$dir/state" 2>"$dir/log" &
+    pid=$!
+    for _ in $(seq 100); do "$bin/reflexctl" --socket "$dir/ctl.sock" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    if "$load" mitigate --controller "127.0.0.1:$op" --target "127.0.0.1:$sp" --attacks 20 \
+        --connect-timeout 5 --json --quiet >"$out/mitigate.json" 2>"$out/mitigate.err"; then
+        say "blocked $(jq .blocked "$out/mitigate.json")/$(jq .attacks "$out/mitigate.json");" \
+            "from first attack datagram (ms): $(jq -c .from_first_ms "$out/mitigate.json");" \
+            "from deciding datagram (ms): $(jq -c .from_decision_ms "$out/mitigate.json")"
+    else
+        say "skipped: $(tail -1 "$out/mitigate.err")"
+    fi
+    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+    rm -rf "$dir"
+    say ""
+fi
+
+if [ "$what" = all ] || [ "$what" = peers ]; then
+    say "## optional peers (run only when installed; none is installed by this script)"
+    if command -v sfacctd >/dev/null; then
+        for rate in 0 "$paced"; do peer_ingest sfacctd "$rate"; done
+        say "(pmacct sfacctd 1 core process + print plugin, aggregate src_host; its socket buffer is capped at net.core.rmem_max = $(cat /proc/sys/net/core/rmem_max) bytes)"
+    else
+        say "pmacct (sfacctd): not installed, skipped"
+    fi
+    if command -v sfcapd >/dev/null; then
+        for rate in 0 "$paced"; do peer_ingest sfcapd "$rate"; done
+    else
+        say "nfdump (sfcapd): not installed, skipped (Debian's nfdump package ships no sfcapd)"
+    fi
+    command -v fastnetmon >/dev/null || say "FastNetMon: not installed, skipped"
+    if command -v ovs-testcontroller >/dev/null; then
+        # cbench against OVS's learning-switch test controller, with the same emulator that
+        # will measure reflexd's OpenFlow server.
+        p=$(port); d=$(mktemp -d)
+        OVS_RUNDIR="$d" ovs-testcontroller -O OpenFlow13 "ptcp:$p:127.0.0.1" >/dev/null 2>"$d/log" &
+        pid=$!; sleep 0.5
+        for mode in throughput latency; do
+            "$load" switch --controller "127.0.0.1:$p" --mode "$mode" --duration 5 --json --quiet \
+                >"$out/cbench-ovs-testcontroller-$mode.json" || true
+        done
+        stop_tree "$pid"; rm -rf "$d"
+        t="$out/cbench-ovs-testcontroller-throughput.json"; l="$out/cbench-ovs-testcontroller-latency.json"
+        say "ovs-testcontroller cbench throughput (1 switch): $(jq -r '.responses_per_s|floor' "$t") responses/s, per second $(jq -c .per_second "$t")"
+        say "ovs-testcontroller cbench latency (1 switch): $(jq -r '.responses_per_s|floor' "$l") round trips/s, RTT us $(jq -c '.rtt_us|{p50,p90,p99,max}' "$l")"
+        say "ratio: throughput / latency-mode rate (pipelining gain) = $(ratio "$(jq .responses_per_s "$t")" "$(jq .responses_per_s "$l")")x"
+    else
+        say "ovs-testcontroller: not installed, skipped"
+    fi
+    command -v faucet >/dev/null || say "Faucet: not installed, skipped"
+fi
+
+say ""
+say "results: $out"
