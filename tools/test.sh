@@ -40,5 +40,10 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
-cargo test --all-targets
-cargo test --doc --quiet
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --doc --quiet 2>&1 | tee -a "$log"
+cargo test --all-targets 2>&1 | tee -a "$log"
+# One closing line with the totals over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
