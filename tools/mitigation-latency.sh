@@ -26,11 +26,12 @@
 # echo (no reply rate limit). Writes OUT_DIR/summary.json and per-run files.
 #
 # One Open vSwitch per machine: holds /tmp/reflex-e2e.lock (the e2e suite's flock) for the
-# whole run, and removes the testbed on exit, failures included.
+# whole run, and removes the testbed on exit, failures included. REPORT_ONLY=1 rewrites the
+# summary from an earlier OUT_DIR without running anything.
 set -euo pipefail
 
 LOCK_FILE=/tmp/reflex-e2e.lock
-if [ -z "${REFLEX_E2E_LOCKED:-}" ]; then
+if [ -z "${REFLEX_E2E_LOCKED:-}" ] && [ -z "${REPORT_ONLY:-}" ]; then
     exec 9>>"$LOCK_FILE"
     if ! flock -n 9; then
         echo "mitigation-latency: waiting for $LOCK_FILE (another Open vSwitch testbed)" >&2
@@ -76,7 +77,7 @@ REFLEXD=""
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     [ -z "$REFLEXD" ] || kill "$REFLEXD" 2>/dev/null || true
-    "$HERE/testbed.sh" down >/dev/null 2>&1 || true
+    [ -n "${REPORT_ONLY:-}" ] || "$HERE/testbed.sh" down >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
