@@ -868,6 +868,125 @@ fn one_in_100_sampling_still_blocks_the_flood() {
     assert_monitor_clean(m23, "h2 -> h3 during the flood");
 }
 
+/// Rate of the meter a flooding host is put through, packets per second.
+const METER_RATE: u32 = 50;
+
+/// The default with one more `auth` state, `limited` (IPv4 through a meter instead of
+/// dropped), and the reaction putting a flooding host there instead of clearing it.
+fn meter_config() -> String {
+    let base = config(None);
+    let clear = "clear = \"if_(match(eth_type=0x0800), drop, identity)\"\n";
+    assert!(base.contains(clear), "default config lost its clear state");
+    let reaction = "threshold = \"ddos\"\nmodule = \"auth\"\nstate = \"clear\"\n";
+    assert!(base.contains(reaction), "default config lost its reaction");
+    base.replace(
+        clear,
+        &format!(
+            "{clear}limited = \"if_(match(eth_type=0x0800), meter({METER_RATE}), identity)\"\n"
+        ),
+    )
+    .replace(
+        reaction,
+        "threshold = \"ddos\"\nmodule = \"auth\"\nstate = \"limited\"\n",
+    )
+}
+
+#[test]
+fn a_flood_can_be_rate_limited_with_a_meter_instead_of_dropped() {
+    let Some(x) = Experiment::start(
+        "a_flood_can_be_rate_limited_with_a_meter_instead_of_dropped",
+        10,
+        meter_config(),
+    ) else {
+        return;
+    };
+    // The userspace datapath has meters (OVS 3.1: up to 200000, drop bands, pktps).
+    let features = x.tb.ofctl("meter-features");
+    assert!(
+        features.contains("max_meter:") && !features.contains("max_meter:0"),
+        "s1 has no meters:\n{features}"
+    );
+    x.authenticate_all();
+    let m23 = monitor(&x.tb, H2, H3, 20);
+    let flood = x.tb.spawn_flood(H1, &ip(H2), FLOOD_COUNT, FLOOD_SECS);
+    let start = Instant::now();
+    let h1 = ip(H1);
+    let metered = |tb: &Testbed| {
+        tb.flows()
+            .iter()
+            .any(|f| f.match_.contains(&format!("nw_src={h1}")) && f.actions.contains("meter:"))
+    };
+    if x.tb.wait_until(BLOCK_BOUND, metered).is_none() {
+        let sent = flood.stop();
+        panic!(
+            "no meter instruction for h1 {BLOCK_BOUND:?} after the flood started ({sent:?}); \
+             h1 is {}\n{}",
+            x.state(H1),
+            x.diagnostics()
+        );
+    }
+    let took = start.elapsed();
+    assert_eq!(x.state(H1), "limited", "{}", x.diagnostics());
+    let meters = x.tb.ofctl("dump-meters");
+    assert!(
+        meters.contains("meter=1")
+            && meters.contains("pktps")
+            && meters.contains(&format!("rate={METER_RATE}")),
+        "dump-meters s1 does not show a {METER_RATE} pktps meter 1:\n{meters}"
+    );
+    let rule =
+        x.tb.flows()
+            .into_iter()
+            .find(|f| f.match_.contains(&format!("nw_src={h1}")) && f.actions.contains("meter:"))
+            .expect("the metered rule");
+    assert!(
+        !rule.actions.contains("drop"),
+        "a meter, not a drop: {rule:?}"
+    );
+    let sent = flood.finish();
+    // The meter let some of the flood through and dropped the rest.
+    let stats = x.tb.meter_stats();
+    let &(_, seen, dropped) = stats
+        .iter()
+        .find(|m| m.0 == 1)
+        .unwrap_or_else(|| panic!("no stats for meter 1: {stats:?}\n{meters}"));
+    let passed = seen.saturating_sub(dropped);
+    loud(&format!(
+        "{}: flood {sent:?}; h1 metered {:.0} ms after the flood started; meter 1 \
+         ({METER_RATE} pktps) saw {seen} packets, dropped {dropped}, passed {passed}\n{meters}",
+        x.test,
+        took.as_secs_f64() * 1e3
+    ));
+    assert!(
+        seen >= 500,
+        "the flood hardly reached the meter: {stats:?} {sent:?}"
+    );
+    assert!(
+        dropped * 10 >= seen * 8,
+        "the meter throttles the flood (>= 80% dropped): {stats:?}"
+    );
+    // At most the rate over the flood, plus the burst and some slack for timing.
+    let bound = u64::from(METER_RATE) * u64::from(FLOOD_SECS + 1) + 50;
+    assert!(
+        passed > 0 && passed <= bound,
+        "{passed} packets passed the {METER_RATE} pktps meter in {FLOOD_SECS} s: {stats:?}"
+    );
+    // Not a block: at a normal rate h1 still gets through the meter.
+    let r = x.tb.ping_result(H1, &ip(H3), 5);
+    assert!(r.received >= 4, "h1 -> h3 at 5/s through the meter: {r:?}");
+    x.assert_others_fine();
+    assert_monitor_clean(m23, "h2 -> h3 during the flood");
+    assert_eq!(events_for(x.d(), "10.0.0.2"), Vec::<Value>::new());
+    x.readmit_h1();
+    // Back to identity: the meter instruction is gone.
+    assert!(
+        x.tb.wait_until(Duration::from_secs(5), |tb| !metered(tb))
+            .is_some(),
+        "h1's rule still meters after re-authentication\n{}",
+        x.diagnostics()
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // The harness's readers of OVS output (no root needed).
 

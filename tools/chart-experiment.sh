@@ -9,17 +9,37 @@
 # Writes OUT_DIR/reflex.jsonl (reflexctl record), OUT_DIR/ovs.jsonl (port 1 rx counters
 # via ovs-ofctl dump-ports), OUT_DIR/chart.png, and the daemon's log. Uses tools/testbed.sh
 # (its settings apply: SAMPLING, POLLING, RUN_DIR, ...) and removes the testbed on exit.
-# Settings: THRESHOLD=100 (frames/s), LEAD_S=5 (quiet seconds before the flood),
-# FLOOD_S=10 (flood length, bounded), RECORD_S=25, SFLOW_PORT=6343, OF_PORT=6653.
+# Settings: THRESHOLD=100 (frames/s), LEAD_S=3 (quiet seconds before the flood),
+# FLOOD_S=8 (flood length, bounded), FLOOD_COUNT=50000 (echo requests at most),
+# RECORD_S=14, OVS_INTERVAL=0.1 (port counter polls), SFLOW_PORT=6343, OF_PORT=6653, SIZE=1200x600.
+#
+# The victim answers every echo (no reply rate limit): the default `ddos` filter leaves
+# echo replies out, so only the flooding host crosses the threshold.
+#
+# One Open vSwitch per machine: the script holds /tmp/reflex-e2e.lock (flock, the e2e
+# suite's lock) for its whole run; LOCK_WAIT=600 seconds at most.
 set -euo pipefail
+
+LOCK_FILE=/tmp/reflex-e2e.lock
+if [ -z "${REFLEX_E2E_LOCKED:-}" ]; then
+    exec 9>>"$LOCK_FILE"
+    if ! flock -n 9; then
+        echo "chart-experiment: waiting for $LOCK_FILE (another Open vSwitch testbed)" >&2
+        flock -w "${LOCK_WAIT:-600}" 9 || { echo "chart-experiment: $LOCK_FILE still held" >&2; exit 1; }
+    fi
+    export REFLEX_E2E_LOCKED=1
+fi
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 OUT=${1:-$ROOT/target/chart-experiment}
 THRESHOLD=${THRESHOLD:-100}
-LEAD_S=${LEAD_S:-5}
-FLOOD_S=${FLOOD_S:-10}
-RECORD_S=${RECORD_S:-25}
+LEAD_S=${LEAD_S:-3}
+FLOOD_S=${FLOOD_S:-8}
+FLOOD_COUNT=${FLOOD_COUNT:-50000}
+SIZE=${SIZE:-1200x600}
+OVS_INTERVAL=${OVS_INTERVAL:-0.1}
+RECORD_S=${RECORD_S:-14}
 SFLOW_PORT=${SFLOW_PORT:-6343}
 OF_PORT=${OF_PORT:-6653}
 export RUN_DIR=${RUN_DIR:-/tmp/reflex-chart-testbed}
@@ -67,10 +87,10 @@ done
 ip netns exec h1 ping -c 2 -W 1 10.0.0.2 >/dev/null && echo "h1 -> h2 works before the flood"
 
 "${CTL[@]}" record --flow ddos --key 10.0.0.1 --out "$OUT/reflex.jsonl" \
-    --duration "$RECORD_S" --interval 0.1 &
+    --duration "$RECORD_S" --interval 0.05 &
 RECORDER=$!
 
-# OVS's view: h1's port (1) rx packet counter, as a rate, every 0.5 s.
+# OVS's view: h1's port (1) rx packet counter, as a rate, every OVS_INTERVAL s.
 (
     prev_t="" prev_n=""
     while kill -0 "$RECORDER" 2>/dev/null; do
@@ -83,14 +103,14 @@ RECORDER=$!
                 >>"$OUT/ovs.jsonl"
         fi
         [ -z "$n" ] || { prev_t=$t; prev_n=$n; }
-        sleep 0.5
+        sleep "$OVS_INTERVAL"
     done
 ) &
 POLLER=$!
 
 sleep "$LEAD_S"
 echo "flooding h2 from h1 for $FLOOD_S s"
-ip netns exec h1 timeout $((FLOOD_S + 5)) ping -f -q -w "$FLOOD_S" 10.0.0.2 || true
+ip netns exec h1 timeout $((FLOOD_S + 5)) ping -f -q -c "$FLOOD_COUNT" -w "$FLOOD_S" 10.0.0.2 || true
 if ip netns exec h2 ping -c 2 -W 1 10.0.0.3 >/dev/null; then
     echo "h2 -> h3 still works after the block"
 else
@@ -102,6 +122,6 @@ POLLER=""
 "${CTL[@]}" events
 "${CTL[@]}" state
 
-"$BIN/reflexctl" chart "$OUT/reflex.jsonl" "$OUT/ovs.jsonl" -o "$OUT/chart.png" \
+"$BIN/reflexctl" chart "$OUT/reflex.jsonl" "$OUT/ovs.jsonl" -o "$OUT/chart.png" --size "$SIZE" \
     --title "h1 (10.0.0.1) ping flood: Reflex estimate vs OVS port counters"
 echo "chart: $OUT/chart.png"

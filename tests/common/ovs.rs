@@ -653,6 +653,34 @@ impl Testbed {
         out
     }
 
+    /// `ovs-ofctl -O OpenFlow13 <verb> s1` (dump-meters, meter-features, …): its output.
+    pub fn ofctl(&self, verb: &str) -> String {
+        let mgmt = self.mgmt();
+        run_ok(15, "ovs-ofctl", &["-O", "OpenFlow13", verb, &mgmt])
+    }
+
+    /// The switch's meters: (id, packets in, packets dropped by its bands), from
+    /// `ovs-ofctl -O OpenFlow13 meter-stats`.
+    pub fn meter_stats(&self) -> Vec<(u32, u64, u64)> {
+        let text = self.ofctl("meter-stats");
+        let num = |s: &str, key: &str| -> Option<u64> {
+            let at = s.find(key)? + key.len();
+            let digits: String = s[at..].chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        };
+        // "meter:1 flow_count:1 packet_in_count:5012 byte_in_count:… duration:…s bands:"
+        // then "0: packet_count:4800 byte_count:…" (one line per band).
+        let mut out: Vec<(u32, u64, u64)> = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if let (Some(id), Some(pkts)) = (num(line, "meter:"), num(line, "packet_in_count:")) {
+                out.push((id as u32, pkts, 0));
+            } else if let (Some(last), Some(d)) = (out.last_mut(), num(line, "packet_count:")) {
+                last.2 += d;
+            }
+        }
+        out
+    }
+
     /// Total packets received by the bridge on the hosts' ports.
     pub fn host_rx_packets(&self) -> u64 {
         self.port_stats()
