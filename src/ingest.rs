@@ -9,7 +9,7 @@ use std::net::{IpAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::flow::engine::{Detection, FlowEngine, TopSnapshot};
 use crate::flow::key::FlowKey;
@@ -331,6 +331,11 @@ impl IngestCore {
         Ok(())
     }
 
+    /// Re-arms a threshold for a key (see [`FlowEngine::rearm`]).
+    pub fn rearm(&mut self, threshold: u16, key: &FlowKey) -> bool {
+        self.engine.rearm(threshold, key)
+    }
+
     /// Counts a datagram the kernel cut short (longer than our receive buffer).
     pub fn truncated(&mut self) {
         self.counters.truncated += 1;
@@ -391,6 +396,8 @@ pub struct WorkerReport {
 /// Everything a worker thread needs besides its core.
 pub struct WorkerShell {
     pub id: usize,
+    /// Keys the policy let back in, whose thresholds re-arm before the next batch.
+    pub rearm: Receiver<Rearm>,
     pub socket: UdpSocket,
     pub batch: usize,
     pub stop: Arc<AtomicBool>,
@@ -399,6 +406,13 @@ pub struct WorkerShell {
     pub stats: Arc<WorkerStats>,
     /// Cadence of reports, in nanoseconds.
     pub report_every_ns: u64,
+}
+
+/// A threshold to re-arm for one key (the policy let that key back in).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rearm {
+    pub threshold: u16,
+    pub key: FlowKey,
 }
 
 /// Receives, decodes and measures until `stop` is set.
@@ -418,6 +432,9 @@ pub fn run_worker(shell: WorkerShell, mut core: IngestCore) {
                 continue;
             }
         };
+        while let Ok(r) = shell.rearm.try_recv() {
+            core.rearm(r.threshold, &r.key);
+        }
         let recv_ns = crate::io::now_ns();
         for i in 0..n {
             let (bytes, truncated) = batch.datagram(i);

@@ -274,3 +274,48 @@ fn every_acknowledged_event_survives_a_kill_9_in_mid_stream() {
         }
     }
 }
+
+#[test]
+fn a_host_let_back_in_is_watched_afresh_and_blocked_by_a_second_flood() {
+    let port = free_udp_port();
+    let d = start(tempfile::tempdir().unwrap(), port);
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let replay = || {
+        for dg in ovs_sflow_datagrams() {
+            tx.send_to(&dg, ("127.0.0.1", port)).unwrap();
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    };
+    let h1_events = || {
+        d.ctl_json(&["events"])["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["key"] == "10.0.0.1")
+            .count()
+    };
+    for round in 1..=2 {
+        d.ctl(&[
+            "event",
+            "-i",
+            "10.0.0.1",
+            "-e",
+            "auth",
+            "-V",
+            "authenticated",
+        ])
+        .unwrap();
+        replay();
+        d.wait_for(Duration::from_secs(10), "h1 cleared", || {
+            let s = d.ctl_json(&["state", "-e", "auth", "-i", "10.0.0.1"]);
+            (s["state"] == "clear").then_some(())
+        });
+        // Well inside the 10 s hysteresis: only the re-arm lets the second flood fire.
+        assert_eq!(h1_events(), round, "round {round}");
+    }
+    let stats = d.ctl_json(&["stats"]);
+    assert!(
+        stats["events"]["rearms_sent"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+}

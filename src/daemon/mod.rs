@@ -50,6 +50,8 @@ pub struct Overrides {
 
 /// Bound of the event channel towards the policy thread.
 const EVENT_QUEUE: usize = 65536;
+/// Bound of each worker's re-arm queue (keys let back in by the policy).
+const REARM_QUEUE: usize = 4096;
 /// Agents each worker tracks for sequence gaps.
 const MAX_AGENTS: usize = 4096;
 /// How often workers report top keys and agents.
@@ -67,6 +69,8 @@ pub fn latency_histogram() -> hdrhistogram::Histogram<u64> {
 pub struct Names {
     defs: Vec<FlowDef>,
     thresholds: Vec<String>,
+    /// Per threshold, the index of its metric flow.
+    threshold_flows: Vec<Option<usize>>,
 }
 
 impl Names {
@@ -107,6 +111,11 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
     let names = Arc::new(Names {
         defs: flow_defs(&config)?,
         thresholds: config.thresholds.iter().map(|t| t.name.clone()).collect(),
+        threshold_flows: config
+            .thresholds
+            .iter()
+            .map(|t| config.flows.iter().position(|f| f.name == t.metric))
+            .collect(),
     });
 
     // Bind everything before starting anything.
@@ -150,13 +159,17 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut threads = Vec::new();
     let mut stats = Vec::new();
+    let mut rearm_txs = Vec::new();
     for (id, socket) in sockets.into_iter().enumerate() {
+        let (rearm_tx, rearm_rx) = bounded(REARM_QUEUE);
+        rearm_txs.push(rearm_tx);
         let engine = FlowEngine::new(&config)?;
         let core = IngestCore::new(engine, MAX_AGENTS);
         let worker_stats = Arc::new(WorkerStats::default());
         stats.push(worker_stats.clone());
         let shell = WorkerShell {
             id,
+            rearm: rearm_rx,
             socket,
             batch: config.sflow.batch,
             stop: stop.clone(),
@@ -216,7 +229,8 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
         config.state.compact_after,
         Box::new(sink),
         names.clone(),
-    )?;
+    )?
+    .with_rearm(rearm_txs);
     let (policy_tx, policy_rx) = bounded::<PolicyRequest>(64);
     {
         let stop = stop.clone();
@@ -396,6 +410,8 @@ impl ControlHandler {
                 "reaction_latency": policy["reaction_latency"],
                 "journal_errors": policy["journal_errors"],
                 "fsm_changes": policy["fsm_changes"],
+                "rearms_sent": policy["rearms_sent"],
+                "rearms_dropped": policy["rearms_dropped"],
             },
             "openflow": openflow,
             "agents": agents,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::control::protocol::{Reply, Request};
-use crate::ingest::Event;
+use crate::ingest::{Event, Rearm};
 use crate::journal::Journal;
 use crate::policy::engine::{PolicyEngine, ReactionOutcome};
 use crate::policy::fsm::{Change, FsmSnapshot};
@@ -97,6 +97,10 @@ pub struct PolicyThread {
     reaction: hdrhistogram::Histogram<u64>,
     journal_errors: u64,
     changes: ChangeLog,
+    /// One queue per ingest worker: thresholds to re-arm for keys let back in.
+    rearm: Vec<Sender<Rearm>>,
+    rearms_sent: u64,
+    rearms_dropped: u64,
 }
 
 fn unix_now_ms() -> u64 {
@@ -168,6 +172,9 @@ impl PolicyThread {
             reaction: latency_histogram(),
             journal_errors: 0,
             changes: ChangeLog::default(),
+            rearm: Vec::new(),
+            rearms_sent: 0,
+            rearms_dropped: 0,
         };
         t.compact_if_due(true);
         for v in t.engine.check() {
@@ -177,6 +184,47 @@ impl PolicyThread {
     }
 
     /// Runs until `stop` is set.
+    /// Where to send re-arms (one sender per ingest worker).
+    pub fn with_rearm(mut self, workers: Vec<Sender<Rearm>>) -> PolicyThread {
+        self.rearm = workers;
+        self
+    }
+
+    /// A change that undid a reaction (an operator let the key back in, or a timed block
+    /// ran out): the workers re-arm that threshold for the key, so that a new flood right
+    /// after re-admission is seen at once instead of after the hysteresis timeout.
+    fn rearm_after(&mut self, change: &Change) {
+        if self.rearm.is_empty() {
+            return;
+        }
+        let key_text = self.engine.fsm().modules()[change.module]
+            .key
+            .fmt_key(change.key);
+        let names = self.names.clone();
+        for threshold in self.engine.undone_reactions(change) {
+            let Some(ti) = names.thresholds.iter().position(|t| t == threshold) else {
+                continue;
+            };
+            let Some(def) = names.threshold_flows[ti].and_then(|f| names.defs.get(f)) else {
+                continue;
+            };
+            let Ok(key) = def.parse_key(&key_text) else {
+                continue;
+            };
+            let r = Rearm {
+                threshold: ti as u16,
+                key,
+            };
+            for tx in &self.rearm {
+                if tx.try_send(r).is_ok() {
+                    self.rearms_sent += 1;
+                } else {
+                    self.rearms_dropped += 1;
+                }
+            }
+        }
+    }
+
     pub fn run(
         mut self,
         events: Receiver<Event>,
@@ -202,6 +250,7 @@ impl PolicyThread {
             let now = crate::io::now_ns();
             for (change, delta) in self.engine.expire(now) {
                 self.sink.delta(&delta, &self.engine.meters());
+                self.rearm_after(&change);
                 let modules = self.engine.fsm().modules();
                 self.changes
                     .record(modules, &change, Cause::Timer, unix_now_ms());
@@ -384,6 +433,7 @@ impl PolicyThread {
                     let modules = self.engine.fsm().modules();
                     self.changes
                         .record(modules, c, Cause::Control, unix_now_ms());
+                    self.rearm_after(c);
                 }
                 // Journal before acknowledging (a renewed hold is journaled too).
                 let target = match &change {
@@ -510,6 +560,8 @@ impl PolicyThread {
             "reaction_latency": pct(&self.reaction),
             "journal_errors": self.journal_errors,
             "fsm_changes": self.changes.total(),
+            "rearms_sent": self.rearms_sent,
+            "rearms_dropped": self.rearms_dropped,
         })
     }
 }

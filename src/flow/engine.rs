@@ -151,6 +151,17 @@ impl FlowEngine {
         }
     }
 
+    /// Re-arms threshold `threshold` (its index in the configuration) for `key`; false if
+    /// the key was armed already or the threshold is not per key.
+    pub fn rearm(&mut self, threshold: u16, key: &FlowKey) -> bool {
+        let hash = key.hash64();
+        self.flows
+            .iter_mut()
+            .flat_map(|f| f.thresholds.iter_mut())
+            .filter(|(ti, _, _)| *ti == threshold)
+            .fold(false, |done, (_, state, _)| state.rearm(key, hash) || done)
+    }
+
     /// The current top keys of every flow (allocates: call it off the per-sample path).
     pub fn snapshot(&self, now_ns: u64) -> Vec<TopSnapshot> {
         self.flows
@@ -237,6 +248,21 @@ mod tests {
         assert_eq!(feed(&mut e, 2, 10).len(), 1);
         // Disarmed: no second event while it stays above.
         assert!(feed(&mut e, 50, 10).is_empty());
+    }
+
+    #[test]
+    fn a_rearmed_key_fires_again_at_once() {
+        let mut e = engine(1.0);
+        assert_eq!(feed(&mut e, 20, 10).len(), 1);
+        assert!(feed(&mut e, 20, 10).is_empty(), "disarmed while above");
+        let key = {
+            let mut k = FlowKey::EMPTY;
+            assert!(e.flows[0].def.key_of(&icmp_sample(), &mut k));
+            k
+        };
+        assert!(e.rearm(0, &key));
+        assert!(!e.rearm(0, &key), "already armed");
+        assert_eq!(feed(&mut e, 1, 10).len(), 1);
     }
 
     #[test]

@@ -245,6 +245,23 @@ impl ThresholdState {
         None
     }
 
+    /// Re-arms `key` at once (per-key thresholds): the next sample above `value` fires
+    /// again. Used when the policy lets a blocked key back in, so that a second flood right
+    /// after re-admission is caught instead of waiting out the hysteresis.
+    pub fn rearm(&mut self, key: &FlowKey, hash: u64) -> bool {
+        if !self.cfg.by_flow {
+            return false;
+        }
+        let keys = &self.keys;
+        match self.index.find(hash, |s| keys.get(s) == Some(key)) {
+            Some(slot) => {
+                self.remove(slot);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn set_below(&mut self, slot: usize, below: u64) {
         self.below_at[slot] = below;
         self.rearm

@@ -218,6 +218,16 @@ impl PolicyEngine {
         Ok((change, delta))
     }
 
+    /// Thresholds whose reactions `change` undid: the instance left the state a reaction
+    /// put it in, so the detector should watch that key afresh.
+    pub fn undone_reactions(&self, change: &Change) -> Vec<&str> {
+        self.reactions
+            .iter()
+            .filter(|r| r.module == change.module && change.from == r.state && change.to != r.state)
+            .map(|r| r.threshold.as_str())
+            .collect()
+    }
+
     /// Runs the reactions configured for `threshold` on the event's key (the first field of
     /// the flow key, as text).
     pub fn react(
