@@ -157,6 +157,24 @@ fn busy_port_and_bad_config_fail_with_one_clear_line() {
         "{err}"
     );
 
+    // A second reflexd on a port the first one holds (with SO_REUSEPORT) is refused too,
+    // instead of silently taking half of the datagrams.
+    drop(holder);
+    let first = Daemon::start(&config(port, 10.0), &[]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_reflexd"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--control")
+        .arg(dir.path().join("s2"))
+        .arg("--openflow")
+        .arg("127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another reflexd"), "{err}");
+    drop(first);
+
     std::fs::write(&cfg, "[[flow]]\nname = \"x\"\nkeys = \"ipsauce\"\n").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_reflexd"))
         .arg("--config")

@@ -204,3 +204,73 @@ fn acknowledged_states_and_holds_survive_kill_9() {
     assert!(left > 500.0 && left <= 600.0, "{held}");
     assert_eq!(held["then"], "authenticated");
 }
+
+#[test]
+fn every_acknowledged_event_survives_a_kill_9_in_mid_stream() {
+    use reflex::control::client::Client;
+    use reflex::control::protocol::Request;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let mut d = start(tempfile::tempdir().unwrap(), free_udp_port());
+    let acked = Arc::new(Mutex::new(Vec::<(String, bool)>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let (acked, stop, socket) = (acked.clone(), stop.clone(), d.socket.clone());
+        std::thread::spawn(move || {
+            let Ok(mut c) = Client::connect(&socket, Duration::from_secs(5)) else {
+                return;
+            };
+            // One event per key, so an event cut off by the kill cannot overwrite an
+            // acknowledged one; every third is a hold that must survive with its target.
+            for i in 0..20_000u32 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let key = format!("10.2.{}.{}", i / 250, i % 250 + 1);
+                let held = i % 3 == 0;
+                let request = Request::Event {
+                    module: "auth".into(),
+                    key: key.clone(),
+                    state: "authenticated".into(),
+                    hold: held.then_some(3600.0),
+                    then: held.then(|| "clear".into()),
+                };
+                match c.request(&request) {
+                    Ok(r) if r.ok => acked.lock().unwrap().push((key, held)),
+                    _ => break,
+                }
+            }
+        })
+    };
+    // Kill while the stream is still flowing.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while acked.lock().unwrap().len() < 300 {
+        assert!(std::time::Instant::now() < deadline, "events too slow");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    let dir = std::mem::replace(&mut d.dir, tempfile::tempdir().unwrap());
+    drop(d);
+
+    let d = start(dir, free_udp_port());
+    let listing = d.ctl_json(&["state"]);
+    let instances = listing["instances"].as_array().unwrap();
+    let by_key: std::collections::HashMap<&str, &serde_json::Value> = instances
+        .iter()
+        .map(|i| (i["key"].as_str().unwrap(), i))
+        .collect();
+    for (key, held) in &acked {
+        let i = by_key
+            .get(key.as_str())
+            .unwrap_or_else(|| panic!("acknowledged {key} lost after kill -9"));
+        assert_eq!(i["state"], "authenticated", "{i}");
+        if *held {
+            assert_eq!(i["then"], "clear", "{i}");
+        }
+    }
+}

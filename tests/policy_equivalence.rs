@@ -69,6 +69,7 @@ fn policy(modules: usize) -> impl Strategy<Value = Policy> {
         (2, (1u32..4).prop_map(Policy::Fwd).boxed()),
         (1, Just(Policy::Flood).boxed()),
         (1, Just(Policy::Normal).boxed()),
+        (1, Just(Policy::Learn).boxed()),
         (
             1,
             prop::sample::select(vec![10u32, 100])
@@ -149,6 +150,7 @@ fn main_policy() -> impl Strategy<Value = Policy> {
         policy(2).prop_map(|p| Policy::seq(Policy::Module(0), Policy::seq(Policy::Module(1), p))),
         policy(0).prop_map(|p| Policy::seq(Policy::seq(Policy::Module(1), Policy::Module(0)), p)),
         Just(Policy::seq(Policy::Module(0), Policy::Normal)),
+        Just(Policy::seq(Policy::Module(0), Policy::Learn)),
     ]
 }
 

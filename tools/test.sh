@@ -8,9 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(openvswitch-switch ethtool iputils-ping iproute2 tshark)
-commands=(ovs-vswitchd ethtool ping ip tshark)
+packages=(openvswitch-switch ethtool iputils-ping iproute2 tshark procps)
+commands=(ovs-vswitchd ethtool ping ip tshark sysctl)
 missing=()
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)  # chart text
 for i in "${!commands[@]}"; do
     command -v "${commands[$i]}" >/dev/null 2>&1 || missing+=("${packages[$i]}")
 done
@@ -28,6 +29,10 @@ if [ "$(id -u)" != 0 ]; then
     echo "tools/test.sh: the end-to-end tests need root (network namespaces, Open vSwitch): sudo tools/test.sh" >&2
     exit 1
 fi
+
+# Everything is installed and we are root: an end-to-end test that cannot run is a failure
+# here, not a skip (tests/e2e_ovs.rs).
+export REFLEX_E2E=require
 
 if [ "${1:-}" = e2e ]; then
     exec cargo test --release --test e2e_ovs -- --test-threads=1

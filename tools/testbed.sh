@@ -9,11 +9,16 @@
 #   tools/testbed.sh status  show the bridge, controller, sFlow and flows
 #   tools/testbed.sh sflow   (re)configure sFlow with the current SAMPLING / POLLING
 #   tools/testbed.sh reconnect   make the switch reconnect to the controller at once
+#   tools/testbed.sh restart     restart ovs-vswitchd (its flow table is lost, as in a reboot)
 #
 # Settings (environment):
 #   RUN_DIR=/tmp/reflex-testbed  HOSTS=3  SAMPLING=10  POLLING=20  HEADER=128
 #   CONTROLLER=tcp:127.0.0.1:6653  SFLOW_TARGET=127.0.0.1:6343  DPID=0000000000000001
-#   BRIDGE=s1  NO_SFLOW=1 (skip sFlow)  NO_CONTROLLER=1 (standalone, no controller)
+#   BRIDGE=s1  NO_SFLOW=1 (skip sFlow)  NO_CONTROLLER=1 (fail-mode standalone: a learning
+#   switch with no controller)
+#   ECHO_REPLY_LIMIT_MS=0  when > 0, hosts answer echo requests at most once per that many ms
+#   per peer (burst 6): a flooded victim then stays below a flood threshold keyed by ipsource,
+#   where otherwise its replies cross it as fast as the attacker's requests
 set -euo pipefail
 
 RUN_DIR=${RUN_DIR:-/tmp/reflex-testbed}
@@ -86,17 +91,28 @@ up() {
     "${VSCTL[@]}" --no-wait init
     ovs-vswitchd "unix:$DB_SOCK" --pidfile="$RUN_DIR/ovs-vswitchd.pid" --detach \
         --log-file="$RUN_DIR/ovs-vswitchd.log" 2>/dev/null
+    # In fail-mode secure an empty table drops everything: without a controller the bridge
+    # must be standalone to forward.
+    local fail_mode=secure
+    [ -z "${NO_CONTROLLER:-}" ] || fail_mode=standalone
     "${VSCTL[@]}" add-br "$BRIDGE" -- set bridge "$BRIDGE" datapath_type=netdev \
-        protocols=OpenFlow13 fail-mode=secure other-config:datapath-id="$DPID" \
+        protocols=OpenFlow13 fail-mode="$fail_mode" other-config:datapath-id="$DPID" \
         other-config:disable-in-band=true
     for i in $(seq 1 "$HOSTS"); do
         local ns="h$i" host_if="h$i-eth0" sw_if="$BRIDGE-eth$i"
         ip netns add "$ns"
         ip link add "$sw_if" type veth peer name "$host_if" netns "$ns"
+        # No IPv6 on either end: no ND/MLD in the bridge, the flow tables or sFlow.
+        sysctl -qw "net.ipv6.conf.$sw_if.disable_ipv6=1" 2>/dev/null || true
         ip link set "$sw_if" up
         ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
         ip netns exec "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
         ip netns exec "$ns" ip link set lo up
+        if [ "${ECHO_REPLY_LIMIT_MS:-0}" != 0 ]; then
+            # 6168 is the default mask; +1 adds echo reply (type 0).
+            ip netns exec "$ns" sysctl -qw net.ipv4.icmp_ratemask=6169 \
+                net.ipv4.icmp_ratelimit="$ECHO_REPLY_LIMIT_MS"
+        fi
         ip netns exec "$ns" ip link set "$host_if" address "$(printf '00:00:00:00:00:%02x' "$i")"
         ip netns exec "$ns" ip addr add "10.0.0.$i/24" dev "$host_if"
         ip netns exec "$ns" ip link set "$host_if" up
@@ -117,9 +133,36 @@ up() {
 }
 
 reconnect() {
-    "${VSCTL[@]}" del-controller "$BRIDGE"
+    # A new target makes the switch connect at once (same target: it keeps its backoff).
+    # Never through "no controller": OVS flushes the flow table when a bridge loses its
+    # last controller, so del-controller + set-controller would wipe the installed rules.
+    local placeholder=tcp:127.0.0.1:9
+    [ "$CONTROLLER" != "$placeholder" ] || placeholder=tcp:127.0.0.1:7
+    "${VSCTL[@]}" set-controller "$BRIDGE" "$placeholder" \
+        -- set controller "$BRIDGE" connection-mode=out-of-band
     "${VSCTL[@]}" set-controller "$BRIDGE" "$CONTROLLER" \
         -- set controller "$BRIDGE" connection-mode=out-of-band
+}
+
+start_vswitchd() {
+    ovs-vswitchd "unix:$DB_SOCK" --pidfile="$RUN_DIR/ovs-vswitchd.pid" --detach \
+        --log-file="$RUN_DIR/ovs-vswitchd.log" 2>/dev/null
+}
+
+restart() {
+    need
+    local ctl pid=""; ctl=$(vswitchd_ctl || true)
+    [ -f "$RUN_DIR/ovs-vswitchd.pid" ] && pid=$(cat "$RUN_DIR/ovs-vswitchd.pid")
+    [ -n "$ctl" ] && { timeout 10 ovs-appctl -t "$ctl" exit --cleanup || true; }
+    # `exit` returns before the daemon is gone, and a second one refuses to start.
+    if [ -n "$pid" ]; then
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$RUN_DIR/ovs-vswitchd.pid" "$RUN_DIR"/ovs-vswitchd.*.ctl
+    start_vswitchd
+    # A write without --no-wait returns once vswitchd has applied the database.
+    "${VSCTL[@]}" set bridge "$BRIDGE" other-config:restarts="$(date +%s%N)"
 }
 
 status() {
@@ -133,5 +176,6 @@ case "${1:-}" in
     status) status ;;
     sflow) set_sflow ;;
     reconnect) reconnect ;;
-    *) echo "usage: $0 up|down|status|sflow|reconnect" >&2; exit 2 ;;
+    restart) restart ;;
+    *) echo "usage: $0 up|down|status|sflow|reconnect|restart" >&2; exit 2 ;;
 esac

@@ -84,11 +84,14 @@ enum Command {
         /// Datapath id (decimal, or hex with 0x).
         dpid: String,
     },
+    #[command(flatten)]
+    Ops(reflex::ops::OpsCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let request = match &cli.command {
+        Command::Ops(op) => return reflex::ops::run(op, &cli.socket, cli.timeout, cli.json),
         Command::Stats => Request::Stats,
         Command::Flows { name, max } => Request::Flows {
             name: name.clone(),
@@ -151,7 +154,9 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
-        Command::Switches | Command::Table { .. } => print_stats(&result),
+        Command::Switches => print_switches(&result),
+        Command::Table { .. } => print_table(&result),
+        Command::Ops(_) => {}
         Command::Ping => println!(
             "reflexd {} up {:.1} s",
             result["version"].as_str().unwrap_or("?"),
@@ -314,4 +319,123 @@ fn print_check(v: &Value) -> bool {
         );
     }
     false
+}
+
+fn print_switches(v: &Value) {
+    println!(
+        "listening on {}: {} switch(es) connected, {} accepted, {} closed; desired table {} entries",
+        v["listen"].as_str().unwrap_or("?"),
+        v["switches"].as_array().map_or(0, Vec::len),
+        v["accepted"],
+        v["closed"],
+        v["desired"]
+    );
+    println!(
+        "{:<16} {:<21} {:<9} {:>5} {:<24} {:>9} {:>9} {:>9} {:>7} {:>6} {:<7}",
+        "DPID",
+        "ADDRESS",
+        "PHASE",
+        "PORTS",
+        "CONNECTED SINCE",
+        "MSGS IN",
+        "MSGS OUT",
+        "FLOW MODS",
+        "BARRIER",
+        "ERRORS",
+        "SYNC"
+    );
+    for s in v["switches"].as_array().into_iter().flatten() {
+        println!(
+            "{:<16} {:<21} {:<9} {:>5} {:<24} {:>9} {:>9} {:>9} {:>7} {:>6} {:<7}",
+            s["dpid"].as_str().unwrap_or("-"),
+            s["address"].as_str().unwrap_or("?"),
+            s["phase"].as_str().unwrap_or("?"),
+            s["ports"].as_array().map_or(0, Vec::len),
+            s["connected_since"].as_str().unwrap_or("?"),
+            s["msgs_in"].as_u64().unwrap_or(0),
+            s["msgs_out"].as_u64().unwrap_or(0),
+            s["flow_mods"].as_u64().unwrap_or(0),
+            s["pending_barriers"].as_u64().unwrap_or(0),
+            s["errors"].as_u64().unwrap_or(0),
+            if s["in_sync"].as_bool().unwrap_or(false) {
+                "yes"
+            } else {
+                "no"
+            }
+        );
+        let l = &s["learning"];
+        if l.is_object() {
+            let n = |k: &str| l[k].as_u64().unwrap_or(0);
+            println!(
+                "    learning: {} packet-ins: {} flows, {} floods, {} hairpins, {} ignored, {} shed, {} other; {} MACs learnt ({} evicted, {} slots), {} learnt flows kept at connect",
+                s["packet_ins"].as_u64().unwrap_or(0),
+                n("flows"),
+                n("floods"),
+                n("hairpins"),
+                n("ignored"),
+                n("shed"),
+                n("other"),
+                n("macs_learnt"),
+                n("macs_evicted"),
+                n("mac_capacity"),
+                n("learnt_at_connect")
+            );
+        }
+        for e in s["recent_errors"].as_array().into_iter().flatten() {
+            println!(
+                "    rejected {} (xid {}): {}/{}: {}",
+                e["op"].as_str().unwrap_or("?"),
+                e["xid"],
+                e["type"].as_str().unwrap_or("?"),
+                e["code"].as_str().unwrap_or("?"),
+                e["entry"].as_str().unwrap_or("?")
+            );
+        }
+    }
+}
+
+fn print_table(v: &Value) {
+    let lines = |k: &str| v[k].as_array().cloned().unwrap_or_default();
+    let in_sync = v["in_sync"].as_bool().unwrap_or(false);
+    println!(
+        "switch {} ({}), {}, {}",
+        v["dpid"].as_str().unwrap_or("?"),
+        v["address"].as_str().unwrap_or("?"),
+        v["phase"].as_str().unwrap_or("?"),
+        if in_sync {
+            "in sync with the policy"
+        } else {
+            "NOT in sync with the policy"
+        }
+    );
+    for (title, key) in [("installed", "installed"), ("desired", "desired")] {
+        let l = lines(key);
+        println!("{title} ({} entries):", l.len());
+        for line in l {
+            println!("{}", line.as_str().unwrap_or("?"));
+        }
+    }
+    if let Some(l) = v["learning"].as_object() {
+        println!(
+            "(learnt flows: table {}, cookie {}, on the switch only; not listed)",
+            l.get("table").unwrap_or(&Value::Null),
+            l.get("cookie").and_then(Value::as_str).unwrap_or("?")
+        );
+    }
+    let diffs = lines("differences");
+    if !diffs.is_empty() {
+        println!("to send ({} flow-mods):", diffs.len());
+        for d in diffs {
+            println!(
+                "{:<7}{}",
+                d["op"].as_str().unwrap_or("?"),
+                d["entry"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    for (title, key) in [("installed", "installed"), ("desired", "desired")] {
+        for m in v["meters"][key].as_array().into_iter().flatten() {
+            println!("{title} meter={} {} pktps", m["id"], m["rate_pps"]);
+        }
+    }
 }

@@ -35,6 +35,9 @@ struct Cli {
     /// Directory of the FSM journal, overriding the configuration.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// TCP address of the Prometheus endpoint (GET /metrics), e.g. 127.0.0.1:9108.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
     /// Print the embedded default configuration and exit.
     #[arg(long)]
     print_default_config: bool,
@@ -76,9 +79,17 @@ fn main() -> ExitCode {
         eprintln!("reflexd: {origin}: {e}");
         return ExitCode::from(2);
     }
-    if let Err(e) = reflex::policy::engine::PolicyEngine::from_config(&config) {
-        eprintln!("reflexd: {origin}: {e}");
-        return ExitCode::from(2);
+    match reflex::policy::engine::PolicyEngine::from_config(&config) {
+        Ok(engine) => {
+            if let Err(e) = reflex::daemon::learning_config(&config, &engine) {
+                eprintln!("reflexd: {origin}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+        Err(e) => {
+            eprintln!("reflexd: {origin}: {e}");
+            return ExitCode::from(2);
+        }
     }
     if cli.check_config {
         println!("configuration ok");
@@ -90,6 +101,7 @@ fn main() -> ExitCode {
         workers: cli.workers,
         openflow: cli.openflow,
         state_dir: cli.state_dir,
+        metrics: cli.metrics,
     };
     match daemon::run(config, overrides) {
         Ok(()) => ExitCode::SUCCESS,

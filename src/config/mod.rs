@@ -47,6 +47,8 @@ pub struct Config {
     pub reactions: Vec<ReactionConfig>,
     #[serde(default, rename = "assertion")]
     pub assertions: Vec<AssertionConfig>,
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// OpenFlow controller settings.
@@ -59,7 +61,21 @@ pub struct OpenflowConfig {
     pub echo_interval: f64,
     /// Seconds without any message before a switch is declared dead.
     pub echo_timeout: f64,
+    /// Table of the reactive MAC-learning module that `learn` sends packets to (used only
+    /// when the policy mentions `learn`). Must lie beyond the compiler's tables: the
+    /// default, 251, is the first table no pipeline can use (the compiler refuses more than
+    /// [`MAX_TABLES`](crate::policy::compile::MAX_TABLES), ids 0..=250); a smaller one is
+    /// checked against the compiled pipeline at start. At most 253: Open vSwitch keeps 254
+    /// for itself and 255 means "all tables".
+    pub learning_table: u8,
+    /// MACs each switch's learning table holds (fixed memory; the oldest is overwritten).
+    pub learning_macs: usize,
+    /// Seconds without traffic before the switch removes a learnt flow (0 = never).
+    pub learning_idle_timeout: u16,
 }
+
+/// Default [`OpenflowConfig::learning_table`].
+pub const DEFAULT_LEARNING_TABLE: u8 = crate::policy::compile::MAX_TABLES as u8;
 
 impl Default for OpenflowConfig {
     fn default() -> Self {
@@ -67,6 +83,9 @@ impl Default for OpenflowConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 6653)),
             echo_interval: 5.0,
             echo_timeout: 15.0,
+            learning_table: DEFAULT_LEARNING_TABLE,
+            learning_macs: 4096,
+            learning_idle_timeout: 60,
         }
     }
 }
@@ -249,6 +268,14 @@ pub struct ThresholdConfig {
     /// Keys tracked as triggered at once (fixed memory).
     #[serde(default = "default_capacity")]
     pub capacity: usize,
+    /// Evidence needed before an event: the key's smoothed count must hold at least this
+    /// many samples' worth (1 = the rate alone decides, as in sFlow-RT).
+    #[serde(default = "default_min_samples")]
+    pub min_samples: f64,
+}
+
+fn default_min_samples() -> f64 {
+    1.0
 }
 
 fn default_by_flow() -> bool {
@@ -341,6 +368,12 @@ impl Config {
                     t.name
                 ));
             }
+            if !(t.min_samples.is_finite() && (0.0..=1e6).contains(&t.min_samples)) {
+                return Err(format!(
+                    "threshold `{}`: min_samples must be between 0 and 1000000",
+                    t.name
+                ));
+            }
         }
         for r in &self.reactions {
             if !tnames.contains(r.threshold.as_str()) {
@@ -359,6 +392,13 @@ impl Config {
             && self.openflow.echo_timeout > self.openflow.echo_interval)
         {
             return Err("openflow: need 0 < echo_interval < echo_timeout".into());
+        }
+        // Table 0 is where every pipeline starts; OVS keeps 254 (255 is OFPTT_ALL).
+        if !(1..=253).contains(&self.openflow.learning_table) {
+            return Err("openflow.learning_table must be 1..=253".into());
+        }
+        if !(16..=1 << 24).contains(&self.openflow.learning_macs) {
+            return Err("openflow.learning_macs must be 16..=16777216".into());
         }
         if !(1..=1024).contains(&self.sflow.batch) {
             return Err("sflow.batch must be 1..=1024".into());
@@ -405,7 +445,7 @@ mod tests {
         assert_eq!(c.flows[0].keys, "ipsource");
         assert_eq!(
             c.flows[0].filter.as_deref(),
-            Some("outputifindex!=discard&direction=ingress")
+            Some("outputifindex!=discard&direction=ingress&icmptype!=0")
         );
         assert_eq!(c.thresholds[0].metric, "ddos");
         assert_eq!(c.sflow.listen.port(), 6343);
@@ -431,6 +471,27 @@ mod tests {
         let text = "[[threshold]]\nname='a'\nmetric='nope'\nvalue=1.0\n";
         let err = Config::from_toml(text, "x").unwrap_err();
         assert!(err.to_string().contains("metric `nope`"), "{err}");
+    }
+
+    #[test]
+    fn learning_options_have_defaults_and_bounds() {
+        let c = Config::from_toml("", "x").unwrap();
+        assert_eq!(c.openflow.learning_table, DEFAULT_LEARNING_TABLE);
+        assert_eq!(c.openflow.learning_macs, 4096);
+        assert_eq!(c.openflow.learning_idle_timeout, 60);
+        let c = Config::from_toml("[openflow]\nlearning_table = 9\n", "x").unwrap();
+        assert_eq!(c.openflow.learning_table, 9);
+        for bad in [
+            "learning_table = 0",
+            "learning_table = 254",
+            "learning_macs = 1",
+        ] {
+            let err = Config::from_toml(&format!("[openflow]\n{bad}\n"), "x").unwrap_err();
+            assert!(
+                err.to_string().contains("openflow.learning_"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -4,5 +4,6 @@
 //! mio shell that serves many clients without letting any one of them block the daemon.
 
 pub mod client;
+pub mod local;
 pub mod protocol;
 pub mod server;

@@ -50,6 +50,11 @@ pub enum Request {
     Policy,
     /// Check the configured assertions on the compiled tables.
     Check,
+    /// Recent FSM changes, newest last.
+    Changes {
+        #[serde(default = "default_max")]
+        max: usize,
+    },
     /// Connected switches.
     Switches,
     /// A switch's installed and desired tables.
@@ -209,6 +214,7 @@ mod tests {
             Request::Stats,
             Request::Ping,
             Request::Events { max: 7 },
+            Request::Changes { max: 3 },
             Request::Flows {
                 name: "x".into(),
                 max: 1,

@@ -1,6 +1,6 @@
 //! reflexd's wiring: binds every socket first (so a busy port fails before anything runs),
-//! then starts the ingest workers, the event thread and the control thread, and stops them
-//! all on SIGTERM/SIGINT.
+//! then starts the ingest workers, the OpenFlow thread, the policy thread and the control
+//! thread, and stops them all on SIGTERM/SIGINT.
 //!
 //! Threads share nothing mutable on the measurement path: workers publish counters through
 //! their own atomics and send events and periodic reports over bounded channels.
@@ -26,8 +26,12 @@ use crate::ingest::{self, Event, IngestCore, WorkerReport, WorkerShell, WorkerSt
 use crate::policy::engine::PolicyEngine;
 use crate::sflow::DecodeError;
 
+pub mod changes;
+pub mod openflow;
 pub mod policy;
+pub mod report;
 
+use openflow::{OfClient, OfQuery, OpenflowServer};
 use policy::{PolicyQuery, PolicyRequest, PolicyThread};
 
 /// How long the control thread waits for the policy thread.
@@ -41,6 +45,7 @@ pub struct Overrides {
     pub workers: Option<usize>,
     pub openflow: Option<SocketAddr>,
     pub state_dir: Option<PathBuf>,
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Bound of the event channel towards the policy thread.
@@ -95,6 +100,9 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
     if let Some(dir) = overrides.state_dir {
         config.state.dir = dir;
     }
+    if let Some(addr) = overrides.metrics {
+        config.metrics.listen = Some(addr);
+    }
     let workers = config.worker_count();
     let names = Arc::new(Names {
         defs: flow_defs(&config)?,
@@ -103,6 +111,10 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
 
     // Bind everything before starting anything.
     let control = Server::bind(&config.control.socket, config.control.group.as_deref())?;
+    if config.sflow.listen.port() != 0 {
+        crate::io::udp::probe_exclusive(config.sflow.listen)
+            .with_context(|| format!("cannot listen for sFlow on udp {}", config.sflow.listen))?;
+    }
     let mut sockets = Vec::with_capacity(workers);
     for _ in 0..workers {
         let s = crate::io::udp::bind_ingest(
@@ -113,12 +125,15 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for sFlow on udp {}", config.sflow.listen))?;
         sockets.push(s);
     }
+    let openflow_server = OpenflowServer::bind(config.openflow.listen)?;
+    let metrics = crate::metrics::bind(config.metrics.listen)?;
     let rcvbuf = sockets.first().map_or(0, crate::io::udp::rcvbuf);
     tracing::info!(
         sflow = %config.sflow.listen,
         workers,
         rcvbuf,
         control = %config.control.socket.display(),
+        openflow = %openflow_server.local_addr(),
         "reflexd listening"
     );
 
@@ -126,6 +141,9 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).context("cannot install signal handler")?;
     }
+
+    // The OpenFlow server fills these (`mark_wired`, then the counters); else they read 0.
+    let openflow_metrics = Arc::new(crate::metrics::OpenflowMetrics::default());
 
     let (event_tx, event_rx) = bounded::<Event>(EVENT_QUEUE);
     let (report_tx, report_rx) = bounded::<WorkerReport>(workers * 4);
@@ -169,11 +187,34 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
     drop(report_tx);
 
     let engine = PolicyEngine::from_config(&config)?;
+    let session_config = crate::openflow::session::SessionConfig {
+        echo_interval_ns: (config.openflow.echo_interval * 1e9) as u64,
+        echo_timeout_ns: (config.openflow.echo_timeout * 1e9) as u64,
+        learning: learning_config(&config, &engine)?,
+        mac_capacity: config.openflow.learning_macs,
+        ..Default::default()
+    };
+    if let Some(l) = session_config.learning {
+        tracing::info!(
+            table = l.table_id,
+            idle_timeout = l.idle_timeout,
+            macs = config.openflow.learning_macs,
+            "reactive MAC learning on"
+        );
+    }
+    let (openflow_thread, sink, openflow) = openflow::spawn(
+        openflow_server,
+        session_config,
+        stop.clone(),
+        openflow_metrics.clone(),
+    )?;
+    threads.push(openflow_thread);
+
     let policy = PolicyThread::new(
         engine,
         Some(&config.state.dir),
         config.state.compact_after,
-        Box::new(policy::NoSink),
+        Box::new(sink),
         names.clone(),
     )?;
     let (policy_tx, policy_rx) = bounded::<PolicyRequest>(64);
@@ -192,10 +233,19 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
         reports: report_rx,
         latest: HashMap::new(),
         policy: policy_tx,
+        openflow,
         started_ns: crate::io::now_ns(),
         config: config.clone(),
     };
+    let (local, local_rx) = crate::control::local::channel();
+    let handler = crate::control::local::WithLocal::new(Box::new(handler), local_rx);
     let control_thread = server::spawn(control, Box::new(handler), stop.clone())?;
+    threads.extend(crate::metrics::spawn(
+        metrics,
+        local,
+        openflow_metrics,
+        stop.clone(),
+    )?);
 
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
@@ -209,12 +259,37 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reactive learning settings when the policy uses `learn` (off otherwise), with the
+/// learning table checked to lie beyond the compiled pipeline's tables.
+pub fn learning_config(
+    config: &Config,
+    engine: &PolicyEngine,
+) -> anyhow::Result<Option<crate::openflow::learning::LearningConfig>> {
+    if !engine.uses_learn() {
+        return Ok(None);
+    }
+    let table = config.openflow.learning_table;
+    let used = engine.table_count();
+    if usize::from(table) < used {
+        anyhow::bail!(
+            "openflow.learning_table = {table} collides with the compiled pipeline, which uses tables 0..={}; choose a table of {used} or more",
+            used.saturating_sub(1)
+        );
+    }
+    Ok(Some(crate::openflow::learning::LearningConfig {
+        table_id: table,
+        idle_timeout: config.openflow.learning_idle_timeout,
+        ..Default::default()
+    }))
+}
+
 struct ControlHandler {
     names: Arc<Names>,
     stats: Vec<Arc<WorkerStats>>,
     reports: Receiver<WorkerReport>,
     latest: HashMap<usize, WorkerReport>,
     policy: Sender<PolicyRequest>,
+    openflow: OfClient,
     started_ns: u64,
     config: Config,
 }
@@ -229,9 +304,13 @@ impl Handler for ControlHandler {
             })),
             Request::Stats => Reply::ok(self.stats_json()),
             Request::Flows { name, max } => self.flows_json(&name, max),
-            Request::Switches | Request::Table { .. } => {
-                Reply::error("no OpenFlow server in this build of reflexd")
-            }
+            Request::Switches => self.openflow.ask(OfQuery::Switches, POLICY_TIMEOUT),
+            Request::Table { dpid } => match openflow::parse_dpid(&dpid) {
+                Some(dpid) => self.openflow.ask(OfQuery::Table { dpid }, POLICY_TIMEOUT),
+                None => Reply::error(format!(
+                    "`{dpid}` is not a datapath id (decimal, 0x-hex, or 16 hex digits)"
+                )),
+            },
             other => self.ask_policy(PolicyQuery::Control(other)),
         }
     }
@@ -283,9 +362,16 @@ impl ControlHandler {
         }
         let policy = self.ask_policy(PolicyQuery::EventStats);
         let policy = policy.result.unwrap_or(Value::Null);
+        let openflow = self
+            .openflow
+            .ask(OfQuery::Summary, POLICY_TIMEOUT)
+            .result
+            .unwrap_or(Value::Null);
         json!({
             "uptime_s": (crate::io::now_ns() - self.started_ns) as f64 / 1e9,
             "workers": self.stats.len(),
+            "flows": self.names.defs.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+            "per_worker": report::per_worker(&self.stats, &self.latest),
             "sflow": {
                 "listen": self.config.sflow.listen.to_string(),
                 "datagrams": sum(&|s| s.datagrams.load(r)),
@@ -309,7 +395,9 @@ impl ControlHandler {
                 "latency": policy["latency"],
                 "reaction_latency": policy["reaction_latency"],
                 "journal_errors": policy["journal_errors"],
+                "fsm_changes": policy["fsm_changes"],
             },
+            "openflow": openflow,
             "agents": agents,
         })
     }
@@ -345,6 +433,7 @@ impl ControlHandler {
             "value": format!("{:?}", def.value).to_lowercase(),
             "filter": def.filter.as_ref().map(|f| f.to_string()),
             "t": def.t,
+            "thresholds": report::thresholds_on(&self.config, &def.name),
             "top": top,
         }))
     }
@@ -385,5 +474,25 @@ mod tests {
             format_unix_ms(1_795_000_000_000),
             "2026-11-18T11:06:40.000Z"
         );
+    }
+
+    #[test]
+    fn learning_is_on_only_with_learn_and_its_table_must_clear_the_pipeline() {
+        let mut config = Config::embedded().unwrap();
+        let engine = PolicyEngine::from_config(&config).unwrap();
+        assert_eq!(learning_config(&config, &engine).unwrap(), None);
+        config.policy.main = "auth >> learn".into();
+        let engine = PolicyEngine::from_config(&config).unwrap();
+        assert_eq!(engine.table_count(), 2);
+        let l = learning_config(&config, &engine).unwrap().unwrap();
+        assert_eq!((l.table_id, l.idle_timeout), (251, 60));
+        config.openflow.learning_table = 2;
+        assert_eq!(
+            learning_config(&config, &engine).unwrap().unwrap().table_id,
+            2
+        );
+        config.openflow.learning_table = 1;
+        let err = learning_config(&config, &engine).unwrap_err().to_string();
+        assert!(err.contains("collides"), "{err}");
     }
 }

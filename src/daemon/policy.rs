@@ -20,6 +20,7 @@ use crate::policy::fsm::{Change, FsmSnapshot};
 use crate::policy::ModuleId;
 use crate::policy::{self, Delta, Rule};
 
+use super::changes::{Cause, ChangeLog};
 use super::{format_unix_ms, latency_histogram, Names};
 
 /// Where compiled rules go (the OpenFlow server, or nothing).
@@ -95,6 +96,7 @@ pub struct PolicyThread {
     /// recvmmsg return → the reaction's delta handed to the OpenFlow side.
     reaction: hdrhistogram::Histogram<u64>,
     journal_errors: u64,
+    changes: ChangeLog,
 }
 
 fn unix_now_ms() -> u64 {
@@ -165,6 +167,7 @@ impl PolicyThread {
             delivery: latency_histogram(),
             reaction: latency_histogram(),
             journal_errors: 0,
+            changes: ChangeLog::default(),
         };
         t.compact_if_due(true);
         for v in t.engine.check() {
@@ -199,6 +202,9 @@ impl PolicyThread {
             let now = crate::io::now_ns();
             for (change, delta) in self.engine.expire(now) {
                 self.sink.delta(&delta, &self.engine.meters());
+                let modules = self.engine.fsm().modules();
+                self.changes
+                    .record(modules, &change, Cause::Timer, unix_now_ms());
                 self.journal_instance(change.module, change.key);
                 tracing::info!(change = %self.describe(&change), "timed transition");
             }
@@ -229,6 +235,9 @@ impl PolicyThread {
         for (outcome, delta) in &outcomes {
             if let ReactionOutcome::Applied(change) = outcome {
                 self.sink.delta(delta, &self.engine.meters());
+                let modules = self.engine.fsm().modules();
+                self.changes
+                    .record(modules, change, Cause::Threshold, unix_now_ms());
                 let done = crate::io::now_ns();
                 let _ = self
                     .reaction
@@ -330,6 +339,7 @@ impl PolicyThread {
                 } => self.control_event(module, key, state, hold, then),
                 Request::State { module, key } => self.state(module, key),
                 Request::Events { max } => Reply::ok(self.events_json(max)),
+                Request::Changes { max } => Reply::ok(self.changes.json(max)),
                 Request::Policy => Reply::ok(self.policy_json()),
                 Request::Check => {
                     let v = self.engine.check();
@@ -369,6 +379,11 @@ impl PolicyThread {
             Ok((change, delta)) => {
                 if !delta.is_empty() {
                     self.sink.delta(&delta, &self.engine.meters());
+                }
+                if let Some(c) = &change {
+                    let modules = self.engine.fsm().modules();
+                    self.changes
+                        .record(modules, c, Cause::Control, unix_now_ms());
                 }
                 // Journal before acknowledging (a renewed hold is journaled too).
                 let target = match &change {
@@ -486,6 +501,7 @@ impl PolicyThread {
                 "p50_us": h.value_at_quantile(0.5) as f64 / 1e3,
                 "p99_us": h.value_at_quantile(0.99) as f64 / 1e3,
                 "max_us": h.max() as f64 / 1e3,
+                "sum_us": h.mean() * h.len() as f64 / 1e3,
             })
         };
         json!({
@@ -493,6 +509,7 @@ impl PolicyThread {
             "latency": pct(&self.delivery),
             "reaction_latency": pct(&self.reaction),
             "journal_errors": self.journal_errors,
+            "fsm_changes": self.changes.total(),
         })
     }
 }

@@ -29,7 +29,9 @@ struct FlowState {
     def: FlowDef,
     sketch: DecayedCountMin,
     top: TopK,
-    thresholds: Vec<(u16, ThresholdState)>,
+    /// (index in the configuration, state, samples of evidence needed).
+    thresholds: Vec<(u16, ThresholdState, f64)>,
+    tau_secs: f64,
 }
 
 /// Why an engine could not be built from a configuration.
@@ -96,6 +98,7 @@ impl FlowEngine {
                 sketch,
                 top: TopK::new(fc.top, fc.t),
                 thresholds: Vec::new(),
+                tau_secs: fc.t,
             });
         }
         for (ti, t) in config.thresholds.iter().enumerate() {
@@ -114,7 +117,7 @@ impl FlowEngine {
             };
             flows[fi]
                 .thresholds
-                .push((ti as u16, ThresholdState::new(cfg, tau)));
+                .push((ti as u16, ThresholdState::new(cfg, tau), t.min_samples));
         }
         Ok(FlowEngine { flows })
     }
@@ -131,8 +134,12 @@ impl FlowEngine {
             let weight = flow.def.value_of(sample);
             let rate = flow.sketch.add(&key, hash, weight, now_ns);
             flow.top.offer(&key, hash, rate, now_ns);
-            for (ti, state) in flow.thresholds.iter_mut() {
-                if let Some(c) = state.check(&key, hash, rate, now_ns) {
+            // The smoothed count is rate × τ; evidence is that count in units of this
+            // sample's weight (its sampling rate, for frames).
+            let count = rate * flow.tau_secs;
+            for (ti, state, min_samples) in flow.thresholds.iter_mut() {
+                let evident = count >= *min_samples * weight * (1.0 - 1e-9);
+                if let Some(c) = state.check_with_evidence(&key, hash, rate, now_ns, evident) {
                     on(Detection {
                         threshold: *ti,
                         flow: fi as u16,
@@ -176,9 +183,67 @@ impl FlowEngine {
                     + f.top.memory_bytes()
                     + f.thresholds
                         .iter()
-                        .map(|(_, t)| t.memory_bytes())
+                        .map(|(_, t, _)| t.memory_bytes())
                         .sum::<usize>()
             })
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::sample::testing::icmp_sample;
+
+    const MS: u64 = 1_000_000;
+
+    fn engine(min_samples: f64) -> FlowEngine {
+        let text = format!(
+            "[[flow]]\nname = \"ddos\"\nkeys = \"ipsource\"\nvalue = \"frames\"\nt = 0.5\n\
+             [[threshold]]\nname = \"ddos\"\nmetric = \"ddos\"\nvalue = 100.0\n\
+             min_samples = {min_samples}\n"
+        );
+        FlowEngine::new(&Config::from_toml(&text, "test").unwrap()).unwrap()
+    }
+
+    /// Feeds `n` samples 1 ms apart at 1-in-`rate` sampling; returns the detections.
+    fn feed(e: &mut FlowEngine, n: u64, rate: u32) -> Vec<Detection> {
+        let mut s = icmp_sample();
+        s.sampling_rate = rate;
+        let mut out = Vec::new();
+        for i in 0..n {
+            e.observe(&s, (1000 + i) * MS, &mut |d| out.push(d));
+        }
+        out
+    }
+
+    #[test]
+    fn one_heavily_weighted_sample_is_not_evidence_enough() {
+        // One 1-in-100 sample alone is a 200/s estimate with t = 0.5: above 100/s.
+        let mut sfl_rt = engine(1.0);
+        assert_eq!(feed(&mut sfl_rt, 1, 100).len(), 1);
+        let mut gated = engine(4.0);
+        assert!(feed(&mut gated, 3, 100).is_empty());
+        let fired = feed(&mut gated, 1, 100);
+        assert_eq!(fired.len(), 1, "the fourth sample is evidence");
+        assert!(fired[0].value > 700.0, "{:?}", fired[0]);
+    }
+
+    #[test]
+    fn rate_still_decides_when_evidence_is_plentiful() {
+        // 1-in-10: 50 frames (5 samples) are needed for 100/s at t = 0.5; 4 samples are not.
+        let mut e = engine(4.0);
+        assert!(feed(&mut e, 4, 10).is_empty());
+        assert_eq!(feed(&mut e, 2, 10).len(), 1);
+        // Disarmed: no second event while it stays above.
+        assert!(feed(&mut e, 50, 10).is_empty());
+    }
+
+    #[test]
+    fn min_samples_out_of_range_is_refused() {
+        let text = "[[flow]]\nname = \"f\"\nkeys = \"ipsource\"\n[[threshold]]\nname = \"f\"\n\
+                    metric = \"f\"\nvalue = 1.0\nmin_samples = -1.0\n";
+        let e = Config::from_toml(text, "test").unwrap_err().to_string();
+        assert!(e.contains("min_samples"), "{e}");
     }
 }

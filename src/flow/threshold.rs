@@ -132,10 +132,25 @@ impl ThresholdState {
     #[inline]
     #[must_use]
     pub fn check(&mut self, key: &FlowKey, hash: u64, rate: f64, now_ns: u64) -> Option<Crossing> {
+        self.check_with_evidence(key, hash, rate, now_ns, true)
+    }
+
+    /// Like [`check`](Self::check), but an armed key may fire only when `evident` (the
+    /// caller judged there are enough samples behind `rate`). Hysteresis of keys already
+    /// disarmed follows the rate alone, so weak evidence never re-arms a key early.
+    #[inline]
+    pub fn check_with_evidence(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        rate: f64,
+        now_ns: u64,
+        evident: bool,
+    ) -> Option<Crossing> {
         if self.cfg.by_flow {
-            self.check_flow(key, hash, rate, now_ns)
+            self.check_flow(key, hash, rate, now_ns, evident)
         } else {
-            self.check_global(key, rate, now_ns)
+            self.check_global(key, rate, now_ns, evident)
         }
     }
 
@@ -148,16 +163,25 @@ impl ThresholdState {
         })
     }
 
-    fn check_global(&mut self, key: &FlowKey, rate: f64, now_ns: u64) -> Option<Crossing> {
+    fn check_global(
+        &mut self,
+        key: &FlowKey,
+        rate: f64,
+        now_ns: u64,
+        evident: bool,
+    ) -> Option<Crossing> {
         let above = rate > self.cfg.value;
         match self.global_below_at {
+            None if above && !evident => None,
             None if above => {
                 self.global_below_at = Some(self.projected_below(rate, now_ns));
                 Self::fire(key, rate, now_ns)
             }
             None => None,
             Some(b) if self.rearmed(b, now_ns) => {
-                if above {
+                if above && !evident {
+                    None
+                } else if above {
                     self.global_below_at = Some(self.projected_below(rate, now_ns));
                     Self::fire(key, rate, now_ns)
                 } else {
@@ -176,12 +200,19 @@ impl ThresholdState {
     }
 
     #[inline]
-    fn check_flow(&mut self, key: &FlowKey, hash: u64, rate: f64, now_ns: u64) -> Option<Crossing> {
+    fn check_flow(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        rate: f64,
+        now_ns: u64,
+        evident: bool,
+    ) -> Option<Crossing> {
         let above = rate > self.cfg.value;
         let keys = &self.keys;
         let Some(slot) = self.index.find(hash, |s| keys.get(s) == Some(key)) else {
             // Untracked keys are armed.
-            if !above {
+            if !above || !evident {
                 return None;
             }
             let below = self.projected_below(rate, now_ns);
@@ -191,6 +222,10 @@ impl ThresholdState {
         let below = self.below_at[slot];
         if self.rearmed(below, now_ns) {
             // It stayed below for the whole timeout since we last saw it: re-armed.
+            if above && !evident {
+                // Armed, above, but not enough samples yet: stays armed, untouched.
+                return None;
+            }
             if above {
                 let b = self.projected_below(rate, now_ns);
                 self.set_below(slot, b);

@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod mmsg;
 pub mod rusage;
+pub mod term;
 pub mod udp;
 
 pub use clock::now_ns;

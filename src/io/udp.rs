@@ -24,6 +24,26 @@ pub fn bind_ingest(addr: SocketAddr, rcvbuf: usize, timeout: Duration) -> io::Re
     Ok(socket.into())
 }
 
+/// Fails with `AddrInUse` if any socket already holds `addr`, even an SO_REUSEPORT one of
+/// the same user (which a second reflexd's workers would otherwise silently join, splitting
+/// the agents' datagrams between two daemons). Call it right before [`bind_ingest`].
+pub fn probe_exclusive(addr: SocketAddr) -> io::Result<()> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        let _ = socket.set_only_v6(false);
+    }
+    socket.bind(&addr.into()).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "address in use (another reflexd or collector is receiving there)",
+            )
+        } else {
+            e
+        }
+    })
+}
+
 /// Sets SO_RCVBUF, using SO_RCVBUFFORCE (root) to pass `net.core.rmem_max` when allowed.
 fn set_rcvbuf(socket: &Socket, bytes: usize) {
     let want = bytes.min(i32::MAX as usize) as libc::c_int;
@@ -75,6 +95,21 @@ pub fn kernel_drops(socket: &UdpSocket) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_port_fails_the_probe_and_a_free_one_passes() {
+        let a = bind_ingest(
+            "127.0.0.1:0".parse().unwrap(),
+            1 << 16,
+            Duration::from_millis(10),
+        )
+        .unwrap();
+        let held = a.local_addr().unwrap();
+        let e = probe_exclusive(held).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        drop(a);
+        probe_exclusive(held).unwrap();
+    }
 
     #[test]
     fn two_workers_share_one_port_and_receive() {

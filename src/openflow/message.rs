@@ -313,6 +313,47 @@ impl FlowMod {
     }
 }
 
+/// Appends a permanent FLOW_MOD (cookie 0, no timeouts, no buffer, no out_port/out_group
+/// filter) built from borrowed parts, so the session's per-flow-mod path copies nothing
+/// into an intermediate [`FlowMod`]. Returns the bytes written; on `TooLong` `out` is
+/// left unchanged.
+pub(crate) fn emit_flow_mod(
+    xid: u32,
+    command: FlowModCommand,
+    table_id: u8,
+    priority: u16,
+    match_: &Match,
+    instructions: &[Instruction],
+    out: &mut Vec<u8>,
+) -> Result<usize, CodecError> {
+    let start = out.len();
+    out.put_u8(VERSION);
+    out.put_u8(t::FLOW_MOD);
+    out.put_u16(0);
+    out.put_u32(xid);
+    out.put_u64(0);
+    out.put_u64(0);
+    out.put_u8(table_id);
+    out.put_u8(command as u8);
+    out.put_u16(0);
+    out.put_u16(0);
+    out.put_u16(priority);
+    out.put_u32(super::NO_BUFFER);
+    out.put_u32(super::port::ANY);
+    out.put_u32(super::GROUP_ANY);
+    out.put_u16(0);
+    out.put_zeros(2);
+    match_.emit(out);
+    emit_instructions(instructions, out);
+    let len = out.len() - start;
+    if len > MAX_MESSAGE_LEN {
+        out.truncate(start);
+        return Err(CodecError::TooLong);
+    }
+    out.patch_u16(start + 2, len16(len));
+    Ok(len)
+}
+
 /// A FLOW_REMOVED.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FlowRemoved {

@@ -1,6 +1,6 @@
-//! OpenFlow 1.3 wire codec, sans-IO.
+//! OpenFlow 1.3, sans-IO: the wire codec, flow tables and the per-switch session.
 //!
-//! Two layers:
+//! Codec layers:
 //! - [`frame`] cuts whole messages out of a TCP byte stream without copying: it reads only
 //!   the 8-byte header and says whether the message is complete.
 //! - [`Message`] is an owned representation of every message the controller sends or must
@@ -9,6 +9,13 @@
 //!   OXM fields, actions, instructions and multipart bodies are kept raw, so they round-trip
 //!   too and never cause an error.
 //!
+//! Above the codec: [`translate`] turns compiled policy rules into flow entries, [`table`]
+//! keeps desired and installed tables canonically and computes the minimal strict
+//! difference, and [`session`] is one switch connection as a state machine over bytes and
+//! `now` (handshake, echo, barriers, error mapping, reconciliation, and — when the policy
+//! says `learn` — answering the learning table's PACKET_INs with [`learning`]'s
+//! allocation-free MAC learning). The sockets live in `daemon::openflow`.
+//!
 //! Every length read from the wire (message, match, OXM, instruction, action, multipart
 //! entry, meter band, hello element) is checked against its minimum, its alignment and its
 //! parent before use; malformed input yields a small `Copy` [`CodecError`], never a panic.
@@ -16,9 +23,12 @@
 
 mod action;
 mod errors;
+pub mod learning;
 mod message;
 mod multipart;
 mod oxm;
+pub mod session;
+pub mod table;
 pub mod translate;
 mod wire;
 

@@ -6,12 +6,27 @@
 //! into an IPv4 and an IPv6 entry at the same priority (they never overlap), maps ICMP to
 //! ICMPv4 or ICMPv6 by version, and drops rules no real packet can match (`tcp_dst` with
 //! `ip_proto=17`). Meters become meter instructions, outputs and rewrites apply-actions.
+//!
+//! `learn` (the reactive MAC-learning output) becomes `goto_table` to the learning table
+//! ([`TranslateConfig::learning_table`]), whose flows the controller installs from
+//! PACKET_INs. Apply-actions run before the goto, so the packet reaches the learning table
+//! as the whole action list leaves it: a rule is refused if a rewrite follows its `learn`
+//! output (the learnt copy would see it), or if `learn` sits in a group bucket (a bucket
+//! cannot continue the pipeline).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::policy::{self, Field, Out};
 
 use super::{port, Action, Instruction, Match, MatchBuilder, MeterBand, OxmField, OFPVID_PRESENT};
+
+/// Where the outputs that leave the compiled pipeline go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TranslateConfig {
+    /// The MAC-learning table `learn` continues to; `None` when reactive mode is off (and
+    /// `learn` cannot be translated).
+    pub learning_table: Option<u8>,
+}
 
 /// A flow entry ready for a FLOW_MOD (no timeouts: Reflex expires state itself).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -31,6 +46,12 @@ pub enum TranslateError {
     Group,
     #[error("invalid match: {0}")]
     Match(String),
+    #[error("policy uses `learn` but no learning table is configured")]
+    LearnOff,
+    #[error("`learn` must come after every rewrite of its rule (the learning table sees the packet as the actions leave it)")]
+    LearnNotLast,
+    #[error("`learn` cannot be one copy of a group (a group bucket cannot continue the pipeline)")]
+    LearnInGroup,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -40,8 +61,11 @@ enum Version {
 }
 
 /// Translates one compiled rule into one or two flow entries (none if no packet can match).
-pub fn translate_rule(rule: &policy::Rule) -> Result<Vec<TranslatedRule>, TranslateError> {
-    let instructions = translate_actions(&rule.actions)?;
+pub fn translate_rule(
+    rule: &policy::Rule,
+    cfg: &TranslateConfig,
+) -> Result<Vec<TranslatedRule>, TranslateError> {
+    let instructions = translate_actions(&rule.actions, cfg)?;
     let pattern = &rule.pattern;
     let get = |f: Field| pattern.get(f).copied();
     // Which IP versions can a packet matching this pattern have?
@@ -258,21 +282,54 @@ fn l4_fields(
 }
 
 /// The instruction list for a rule's actions (empty = drop).
-pub fn translate_actions(actions: &[policy::Action]) -> Result<Vec<Instruction>, TranslateError> {
+pub fn translate_actions(
+    actions: &[policy::Action],
+    cfg: &TranslateConfig,
+) -> Result<Vec<Instruction>, TranslateError> {
     let mut instructions = Vec::new();
     let mut apply = Vec::new();
     let mut goto = None;
+    let mut learn = false;
     for a in actions {
         match a {
             policy::Action::Meter(id) => instructions.push(Instruction::Meter(*id)),
-            policy::Action::Set(f, v) => apply.push(Action::SetField(set_field(*f, *v))),
+            policy::Action::Set(f, v) => {
+                if learn {
+                    return Err(TranslateError::LearnNotLast);
+                }
+                apply.push(Action::SetField(set_field(*f, *v)))
+            }
+            policy::Action::Output(Out::Learn) => {
+                let t = cfg.learning_table.ok_or(TranslateError::LearnOff)?;
+                if goto.is_some_and(|g| g != t) {
+                    return Err(TranslateError::LearnNotLast);
+                }
+                goto = Some(t);
+                learn = true;
+            }
             policy::Action::Output(out) => apply.push(Action::output(match out {
                 Out::Port(p) => *p,
                 Out::Flood => port::FLOOD,
                 Out::Normal => port::NORMAL,
+                Out::Learn => return Err(TranslateError::LearnOff),
             })),
-            policy::Action::Group(_) => return Err(TranslateError::Group),
-            policy::Action::Goto(t) => goto = Some(*t),
+            policy::Action::Group(buckets) => {
+                let learns = buckets
+                    .iter()
+                    .flatten()
+                    .any(|a| matches!(a, policy::Action::Output(Out::Learn)));
+                return Err(if learns {
+                    TranslateError::LearnInGroup
+                } else {
+                    TranslateError::Group
+                });
+            }
+            policy::Action::Goto(t) => {
+                if learn && Some(*t) != goto {
+                    return Err(TranslateError::LearnNotLast);
+                }
+                goto = Some(*t)
+            }
         }
     }
     if !apply.is_empty() {
@@ -361,7 +418,7 @@ mod tests {
             vec![(Field::Ipv4Src, PMatch::exact(Field::Ipv4Src, 0x0a00_0001))],
             vec![],
         );
-        let t = translate_rule(&r).unwrap();
+        let t = translate_rule(&r, &TranslateConfig::default()).unwrap();
         assert_eq!(t.len(), 1);
         let expected = MatchBuilder::default()
             .ipv4_src(Ipv4Addr::new(10, 0, 0, 1))
@@ -377,7 +434,7 @@ mod tests {
             vec![(Field::TcpDst, PMatch::exact(Field::TcpDst, 80))],
             vec![policy::Action::Output(Out::Normal)],
         );
-        let t = translate_rule(&r).unwrap();
+        let t = translate_rule(&r, &TranslateConfig::default()).unwrap();
         assert_eq!(t.len(), 2);
         assert!(t.iter().all(|e| e.priority == 100));
         assert_eq!(
@@ -397,7 +454,9 @@ mod tests {
             ],
             vec![],
         );
-        assert!(translate_rule(&r).unwrap().is_empty());
+        assert!(translate_rule(&r, &TranslateConfig::default())
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -409,7 +468,7 @@ mod tests {
             ],
             vec![],
         );
-        let t = translate_rule(&r).unwrap();
+        let t = translate_rule(&r, &TranslateConfig::default()).unwrap();
         assert_eq!(t.len(), 1);
         assert!(t[0]
             .match_
@@ -425,7 +484,7 @@ mod tests {
             policy::Action::Output(Out::Port(2)),
             policy::Action::Goto(1),
         ];
-        let i = translate_actions(&acts).unwrap();
+        let i = translate_actions(&acts, &TranslateConfig::default()).unwrap();
         assert!(matches!(i[0], Instruction::Meter(3)));
         assert!(matches!(i[1], Instruction::ApplyActions(ref a) if a.len() == 2));
         assert_eq!(i[2], Instruction::GotoTable(1));
@@ -444,7 +503,7 @@ mod tests {
             vec![],
         );
         assert_eq!(
-            translate_rule(&r).unwrap_err(),
+            translate_rule(&r, &TranslateConfig::default()).unwrap_err(),
             TranslateError::Unmaskable("tcp_dst")
         );
     }
@@ -457,9 +516,64 @@ mod tests {
             pattern: Pattern::any(),
             actions: vec![policy::Action::Output(Out::Normal)],
         };
-        let t = translate_rule(&r).unwrap();
+        let t = translate_rule(&r, &TranslateConfig::default()).unwrap();
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].match_, Match::any());
         assert_eq!(t[0].table_id, 1);
+    }
+
+    #[test]
+    fn learn_continues_to_the_learning_table_after_the_other_outputs() {
+        let cfg = TranslateConfig {
+            learning_table: Some(250),
+        };
+        let acts = vec![
+            policy::Action::Meter(1),
+            policy::Action::Set(Field::VlanVid, 10),
+            policy::Action::Output(Out::Port(2)),
+            policy::Action::Output(Out::Learn),
+        ];
+        let i = translate_actions(&acts, &cfg).unwrap();
+        assert_eq!(
+            i,
+            vec![
+                Instruction::Meter(1),
+                Instruction::ApplyActions(vec![
+                    Action::SetField(set_field(Field::VlanVid, 10)),
+                    Action::output(2)
+                ]),
+                Instruction::GotoTable(250),
+            ]
+        );
+        let only = [policy::Action::Output(Out::Learn)];
+        assert_eq!(
+            translate_actions(&only, &cfg).unwrap(),
+            vec![Instruction::GotoTable(250)]
+        );
+    }
+
+    #[test]
+    fn learn_is_refused_without_a_table_after_a_rewrite_or_in_a_group() {
+        let on = TranslateConfig {
+            learning_table: Some(250),
+        };
+        let learn = policy::Action::Output(Out::Learn);
+        assert_eq!(
+            translate_actions(std::slice::from_ref(&learn), &TranslateConfig::default()),
+            Err(TranslateError::LearnOff)
+        );
+        let rewrite_after = [learn.clone(), policy::Action::Set(Field::VlanVid, 3)];
+        assert_eq!(
+            translate_actions(&rewrite_after, &on),
+            Err(TranslateError::LearnNotLast)
+        );
+        let group = [policy::Action::Group(vec![
+            vec![learn],
+            vec![policy::Action::Output(Out::Port(1))],
+        ])];
+        assert_eq!(
+            translate_actions(&group, &on),
+            Err(TranslateError::LearnInGroup)
+        );
     }
 }

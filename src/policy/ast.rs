@@ -42,6 +42,10 @@ pub enum Policy {
     Flood,
     /// Hands the packet to the switch's own pipeline.
     Normal,
+    /// Hands the packet to the reactive MAC-learning module (a table of learnt flows whose
+    /// misses go to the controller): like `normal`, where it goes is decided outside the
+    /// policy.
+    Learn,
     /// Limits the packet's flow to a rate in packets/s.
     Meter(u32),
     /// Kleisli composition: the second applied to every result of the first.
@@ -108,6 +112,17 @@ impl Policy {
         }
     }
 
+    /// True if the policy hands packets to the MAC-learning module anywhere.
+    pub fn uses_learn(&self) -> bool {
+        match self {
+            Policy::Learn => true,
+            Policy::Seq(a, b) | Policy::Par(a, b) | Policy::If(_, a, b) => {
+                a.uses_learn() || b.uses_learn()
+            }
+            _ => false,
+        }
+    }
+
     /// Renders the policy in the language's syntax, naming modules with `names`.
     pub fn display<'a>(&'a self, names: &'a dyn Fn(ModuleId) -> String) -> impl fmt::Display + 'a {
         ShowPolicy(self, names)
@@ -154,6 +169,7 @@ impl fmt::Display for ShowPolicy<'_> {
             Policy::Fwd(p) => write!(f, "fwd({p})"),
             Policy::Flood => f.write_str("flood"),
             Policy::Normal => f.write_str("normal"),
+            Policy::Learn => f.write_str("learn"),
             Policy::Meter(r) => write!(f, "meter({r})"),
             Policy::Seq(a, b) => write!(f, "({} >> {})", ShowPolicy(a, n), ShowPolicy(b, n)),
             Policy::Par(a, b) => write!(f, "({} + {})", ShowPolicy(a, n), ShowPolicy(b, n)),

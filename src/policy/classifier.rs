@@ -402,6 +402,10 @@ pub fn of_policy(policy: &Policy, module: &mut dyn FnMut(ModuleId) -> Classifier
             out: Some(Out::Normal),
             ..Mods::default()
         }),
+        Policy::Learn => one(Mods {
+            out: Some(Out::Learn),
+            ..Mods::default()
+        }),
         Policy::Meter(r) => one(Mods {
             meter: Some(*r),
             ..Mods::default()

@@ -23,6 +23,12 @@ use super::classifier::{dispatch, of_policy, ActionSet, Classifier, Mods, Patter
 use super::field::{Field, Match, Out, Packet};
 use super::fsm::{Change, FsmTable, StateId};
 
+/// Most module tables in front of the last one.
+pub const MAX_MODULE_TABLES: usize = 250;
+/// Most tables a pipeline uses (ids `0..MAX_TABLES`): tables from this one on are free for
+/// other uses (the reactive learning table).
+pub const MAX_TABLES: usize = MAX_MODULE_TABLES + 1;
+
 /// Highest priority, used by the first rule of every instance block.
 const TOP: u16 = u16::MAX;
 
@@ -287,7 +293,7 @@ impl Compiler {
                 _ => rest.push(e.clone()),
             }
         }
-        if split.len() > 250 {
+        if split.len() > MAX_MODULE_TABLES {
             return Err(CompileError::TooManyTables);
         }
         for (t, &m) in split.iter().enumerate() {

@@ -311,6 +311,21 @@ impl PolicyEngine {
         self.fsm.poll_timeout()
     }
 
+    /// True if the main policy or a module state hands packets to `learn` (reactive mode).
+    pub fn uses_learn(&self) -> bool {
+        self.main.uses_learn()
+            || self
+                .fsm
+                .modules()
+                .iter()
+                .any(|m| m.policies.iter().any(Policy::uses_learn))
+    }
+
+    /// Tables the compiled pipeline uses (0 up to this, exclusive).
+    pub fn table_count(&self) -> usize {
+        self.compiler.table_count()
+    }
+
     /// The whole compiled pipeline.
     pub fn rules(&self) -> Vec<Rule> {
         self.compiler.rules()
@@ -521,6 +536,33 @@ mod tests {
         assert!(e.check().is_empty(), "{:?}", e.check());
         assert!(!e.rules().is_empty());
         assert_eq!(e.main_text(), "(auth >> normal)");
+    }
+
+    #[test]
+    fn auth_then_learn_is_reactive_and_keeps_the_assertion() {
+        let mut config = Config::embedded().unwrap();
+        config.policy.main = "auth >> learn".into();
+        let mut e = PolicyEngine::from_config(&config).unwrap();
+        assert!(e.uses_learn() && !engine().uses_learn());
+        assert_eq!(e.table_count(), 2);
+        assert!(e.check().is_empty(), "{:?}", e.check());
+        let _ = e.apply_event(&ev("10.0.0.1", "authenticated"), 0).unwrap();
+        assert!(e.check().is_empty());
+        // A cleared host's IPv4 never reaches learning; an authenticated one's does.
+        let rate = |_| None;
+        let ip = |h: u128| {
+            Packet::new(1)
+                .with(Field::EthType, 0x0800)
+                .with(Field::Ipv4Src, 0x0a00_0000 | h)
+        };
+        let outs = |p: &Packet| -> Vec<_> {
+            run_pipeline(&e.rules(), &rate, p)
+                .into_iter()
+                .filter_map(|q| q.out)
+                .collect()
+        };
+        assert_eq!(outs(&ip(1)), vec![crate::policy::Out::Learn]);
+        assert!(outs(&ip(2)).is_empty());
     }
 
     #[test]

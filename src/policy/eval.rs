@@ -1,7 +1,11 @@
 //! The reference interpreter: the meaning of a policy, against which the compiler is tested.
 //!
-//! A policy maps one located packet to a set of located packets. `fwd`, `flood` and `normal`
-//! set the packet's output (Pyretic's `outport` field); a later one overrides an earlier one.
+//! A policy maps one located packet to a set of located packets. `fwd`, `flood`, `normal`
+//! and `learn` set the packet's output (Pyretic's `outport` field); a later one overrides an
+//! earlier one. `normal` and `learn` are opaque outputs: the packet is handed to something
+//! outside the policy (the switch's own pipeline; the reactive MAC-learning table, whose
+//! flows the controller installs from PACKET_INs) and what happens there is not part of the
+//! policy's meaning — so, e.g., `auth >> learn` means "what auth passes goes to learning".
 //! A module reference dispatches on the packet's key field: the instance named by that value
 //! applies the policy of its current state; packets without the field get the initial
 //! state's policy (an absent instance is in its initial state).
@@ -64,6 +68,7 @@ fn eval_into(
         Policy::Fwd(port) => one(&|p| p.out = Some(Out::Port(*port))),
         Policy::Flood => one(&|p| p.out = Some(Out::Flood)),
         Policy::Normal => one(&|p| p.out = Some(Out::Normal)),
+        Policy::Learn => one(&|p| p.out = Some(Out::Learn)),
         Policy::Meter(rate) => one(&|p| p.add_meter(*rate)),
         Policy::Seq(a, b) => {
             for q in eval(a, modules, state, pkt) {
@@ -168,6 +173,11 @@ mod tests {
         assert_eq!(run("flood", &p), set(&[q]));
         q.out = Some(Out::Normal);
         assert_eq!(run("normal", &p), set(&[q]));
+        q.out = Some(Out::Learn);
+        assert_eq!(run("learn", &p), set(&[q]));
+        // Like `normal`, a later output overrides; a drop in front keeps the packet out.
+        assert_eq!(run("learn >> fwd(2) >> learn", &p), set(&[q]));
+        assert!(run("drop >> learn", &p).is_empty());
         q.out = None;
         q.meter = Some(5);
         assert_eq!(run("meter(5) >> meter(9)", &p), set(&[q]));

@@ -323,6 +323,8 @@ pub enum Out {
     Flood,
     /// The switch's own L2/L3 pipeline (OFPP_NORMAL).
     Normal,
+    /// The reactive MAC-learning table (see `openflow::learning`).
+    Learn,
 }
 
 impl fmt::Display for Out {
@@ -331,6 +333,7 @@ impl fmt::Display for Out {
             Out::Port(p) => write!(f, "fwd({p})"),
             Out::Flood => f.write_str("flood"),
             Out::Normal => f.write_str("normal"),
+            Out::Learn => f.write_str("learn"),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! ```text
 //! policy := seq ('+' seq)*                      -- `>>` binds tighter than `+`
 //! seq    := atom ('>>' atom)*
-//! atom   := identity | drop | flood | normal | fwd(N) | meter(RATE)
+//! atom   := identity | drop | flood | normal | learn | fwd(N) | meter(RATE)
 //!         | filter(pred) | modify(f=v, ...) | if_(pred, policy, policy)
 //!         | '(' policy ')' | module-name
 //! pred   := conj ('|' conj)* ;  conj := neg ('&' neg)* ;  neg := '!' neg | patom
@@ -22,9 +22,9 @@ use super::field::{Field, Match};
 const MAX_DEPTH: usize = 200;
 
 /// Words that cannot name a module.
-pub const RESERVED: [&str; 12] = [
-    "identity", "drop", "filter", "modify", "fwd", "flood", "normal", "meter", "if_", "true",
-    "false", "match",
+pub const RESERVED: [&str; 13] = [
+    "identity", "drop", "filter", "modify", "fwd", "flood", "normal", "learn", "meter", "if_",
+    "true", "false", "match",
 ];
 
 /// A syntax or name error at a position in the policy text.
@@ -244,6 +244,7 @@ impl Parser<'_> {
             "drop" => Policy::Drop,
             "flood" => Policy::Flood,
             "normal" => Policy::Normal,
+            "learn" => Policy::Learn,
             "fwd" => {
                 self.expect(Tok::LParen)?;
                 let port = self.number("port number")?;
@@ -475,6 +476,17 @@ mod tests {
 
     fn ip(s: &str) -> Pred {
         Pred::Test(Field::Ipv4Src, Field::Ipv4Src.parse_match(s).unwrap())
+    }
+
+    #[test]
+    fn learn_parses_prints_and_is_reserved() {
+        let p = parse("auth >> learn").unwrap();
+        assert_eq!(p, Policy::seq(Policy::Module(0), Policy::Learn));
+        assert!(p.uses_learn());
+        assert!(!parse("auth >> normal").unwrap().uses_learn());
+        let names = |_| "auth".to_string();
+        assert_eq!(p.display(&names).to_string(), "(auth >> learn)");
+        assert!(RESERVED.contains(&"learn"));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Helpers shared by integration tests: capture replay, a reflexd child process, reflexctl.
 #![allow(dead_code)]
 
+pub mod ovs;
+pub mod switch;
+
 use std::io::Read;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -12,7 +15,12 @@ pub fn udp_payloads(file: &str, port: u16) -> Vec<Vec<u8>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
         .join(file);
-    let f = std::fs::File::open(&path).expect("fixture");
+    udp_payloads_in(&path, port)
+}
+
+/// UDP payloads of every IPv4/UDP packet to `port` in the Ethernet pcapng file at `path`.
+pub fn udp_payloads_in(path: &Path, port: u16) -> Vec<Vec<u8>> {
+    let f = std::fs::File::open(path).expect("pcapng file");
     let mut reader = pcap_file::pcapng::PcapNgReader::new(f).expect("pcapng");
     let mut out = Vec::new();
     while let Some(block) = reader.next_block() {
@@ -64,6 +72,9 @@ pub fn free_tcp_port() -> u16 {
 /// A reflexd child process, killed when dropped.
 pub struct Daemon {
     pub child: Child,
+    /// Where the daemon listens for switches (`--openflow`; a free loopback port unless the
+    /// test chose one, so parallel tests never meet on 6653).
+    pub openflow: String,
     pub socket: PathBuf,
     pub dir: tempfile::TempDir,
     pub log: PathBuf,
@@ -82,12 +93,30 @@ impl Daemon {
         std::fs::write(&cfg, config).expect("write config");
         let socket = dir.path().join("ctl.sock");
         let log = dir.path().join("reflexd.log");
+        let openflow = match args.iter().position(|a| *a == "--openflow") {
+            Some(i) => args.get(i + 1).map(|a| a.to_string()).unwrap_or_default(),
+            None => format!("127.0.0.1:{}", free_tcp_port()),
+        };
+        let extra: Vec<String> = if args.contains(&"--openflow") {
+            Vec::new()
+        } else {
+            vec!["--openflow".into(), openflow.clone()]
+        };
         let logfile = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_reflexd"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reflexd"));
+        // A test process killed outright (no Drop) takes its reflexd with it.
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd
             .arg("--config")
             .arg(&cfg)
             .arg("--control")
@@ -95,6 +124,7 @@ impl Daemon {
             .arg("--state-dir")
             .arg(dir.path().join("state"))
             .args(args)
+            .args(&extra)
             .env("REFLEX_LOG", "info")
             .stdout(Stdio::null())
             .stderr(logfile)
@@ -102,6 +132,7 @@ impl Daemon {
             .expect("spawn reflexd");
         let mut d = Daemon {
             child,
+            openflow,
             socket,
             dir,
             log,

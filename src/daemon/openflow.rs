@@ -1,0 +1,766 @@
+//! The OpenFlow thread: a mio loop over the switch listener and every switch connection,
+//! each driven by its sans-IO [`Session`].
+//!
+//! The policy thread reaches it only through a bounded channel: [`OfSink`] (its
+//! [`RuleSink`]) translates compiled rules into entry-level updates and wakes the loop with
+//! a [`mio::Waker`]. The loop always drains that channel at once and keeps one desired
+//! table for all switches; each session only records which keys changed, so a switch that
+//! is slow to read (its bounded output queue full) gets, once it catches up, the latest
+//! form of every changed entry, each once — coalesced, nothing dropped. While a switch's
+//! queue is full it is not read either (back-pressure instead of unbounded buffering).
+//!
+//! Reactive mode (the policy uses `learn`): PACKET_INs from the learning table are answered
+//! inside [`Session::handle_input`], on this thread, as they are read — before the loop
+//! gets to syncs or queries — and written with the next flush; the sessions shed them when
+//! their output queue is full (see the session's docs). The sink adds the learning table's
+//! miss entry to the desired table ([`TranslateConfig`]).
+//!
+//! The control thread asks for `switches` and `table` through [`OfClient`], answered on
+//! this thread from the sessions' own state. Reads go through one scratch buffer owned by
+//! the thread; flow-mods are encoded straight into each session's reused output buffer.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use serde_json::{json, Value};
+
+use crate::control::protocol::Reply;
+use crate::io::RateLimit;
+use crate::openflow::session::{Session, SessionConfig, SessionEvent};
+use crate::openflow::table::{
+    delta_from_policy, diff, ofctl_line, Desired, DesiredDelta, FlowOp, TranslateErrors,
+};
+use crate::openflow::translate::TranslateConfig;
+use crate::policy::{Delta, Rule};
+
+use super::format_unix_ms;
+use super::policy::RuleSink;
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+/// Longest wait in the loop, so shutdown is noticed promptly.
+const TICK: Duration = Duration::from_millis(100);
+/// Bound of the policy → OpenFlow channel (each item is a whole delta).
+const UPDATE_QUEUE: usize = 1024;
+/// How long the policy thread waits for room in that channel before it gives up on this
+/// delta (and sends the whole table next time).
+const UPDATE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Switch connections accepted at once.
+const MAX_SWITCHES: usize = 4096;
+/// Bytes read from a switch per call.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A change of the desired table, as the policy thread ships it.
+pub enum Update {
+    /// The whole table (at start, after a restore, after a lost delta).
+    Full(Desired),
+    /// Entries that changed.
+    Delta(DesiredDelta),
+}
+
+/// What the control thread may ask the OpenFlow thread.
+#[derive(Clone, Debug)]
+pub enum OfQuery {
+    /// Every connected switch with its counters.
+    Switches,
+    /// One switch's installed and desired tables.
+    Table { dpid: u64 },
+    /// Totals over all switches, for `stats`.
+    Summary,
+}
+
+/// A query with where to send the answer.
+pub struct OfRequest {
+    pub query: OfQuery,
+    pub reply: Sender<Reply>,
+}
+
+/// The listener, bound before any thread starts so a busy port fails cleanly.
+pub struct OpenflowServer {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl OpenflowServer {
+    /// Binds `addr` (TCP).
+    pub fn bind(addr: SocketAddr) -> anyhow::Result<OpenflowServer> {
+        let std_listener = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("cannot listen for OpenFlow on tcp {addr}"))?;
+        std_listener
+            .set_nonblocking(true)
+            .with_context(|| format!("cannot listen for OpenFlow on tcp {addr}"))?;
+        let addr = std_listener.local_addr().unwrap_or(addr);
+        Ok(OpenflowServer {
+            listener: TcpListener::from_std(std_listener),
+            addr,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// The policy thread's handle: a [`RuleSink`] shipping desired-table updates.
+pub struct OfSink {
+    tx: Sender<Update>,
+    waker: Arc<Waker>,
+    /// A copy of the desired table, to resend whole if a delta could not be shipped.
+    desired: Desired,
+    lost: bool,
+    translate: TranslateConfig,
+}
+
+impl OfSink {
+    fn ship(&mut self, update: Update) {
+        match self.tx.send_timeout(update, UPDATE_TIMEOUT) {
+            Ok(()) => {
+                self.lost = false;
+                let _ = self.waker.wake();
+            }
+            Err(_) => {
+                self.lost = true;
+                tracing::error!(
+                    "OpenFlow thread not taking rule updates; the whole table follows with the next change"
+                );
+            }
+        }
+    }
+}
+
+fn log_translate_errors(errors: &TranslateErrors) {
+    for (key, e) in errors {
+        tracing::error!(
+            table = key.table,
+            priority = key.priority,
+            pattern = %key.pattern,
+            error = %e,
+            "rule cannot be expressed in OpenFlow 1.3; not installed"
+        );
+    }
+}
+
+impl RuleSink for OfSink {
+    fn full(&mut self, rules: &[Rule], meters: &[(u32, u32)]) {
+        let (desired, errors) = Desired::from_policy(rules, meters, &self.translate);
+        log_translate_errors(&errors);
+        self.desired = desired.clone();
+        self.ship(Update::Full(desired));
+    }
+
+    fn delta(&mut self, delta: &Delta, meters: &[(u32, u32)]) {
+        let (d, errors) = delta_from_policy(delta, meters, &self.translate);
+        log_translate_errors(&errors);
+        self.desired.apply(&d);
+        if self.lost {
+            let full = self.desired.clone();
+            self.ship(Update::Full(full));
+        } else {
+            self.ship(Update::Delta(d));
+        }
+    }
+}
+
+/// The control thread's handle.
+#[derive(Clone)]
+pub struct OfClient {
+    tx: Sender<OfRequest>,
+    waker: Arc<Waker>,
+}
+
+impl OfClient {
+    /// Asks and waits (bounded) for the answer.
+    pub fn ask(&self, query: OfQuery, timeout: Duration) -> Reply {
+        let (tx, rx) = bounded(1);
+        if self
+            .tx
+            .send_timeout(OfRequest { query, reply: tx }, timeout)
+            .is_err()
+        {
+            return Reply::error("the OpenFlow thread is not answering");
+        }
+        let _ = self.waker.wake();
+        rx.recv_timeout(timeout)
+            .unwrap_or_else(|_| Reply::error("the OpenFlow thread did not answer in time"))
+    }
+}
+
+struct Conn {
+    stream: TcpStream,
+    addr: SocketAddr,
+    session: Session,
+    since_unix_ms: u64,
+    /// Reading stopped because the output queue was full; resume when it drains.
+    read_paused: bool,
+    /// The peer closed or the socket failed.
+    gone: Option<String>,
+}
+
+struct OfThread {
+    poll: Poll,
+    listener: TcpListener,
+    listen: SocketAddr,
+    conns: HashMap<Token, Conn>,
+    next_token: usize,
+    desired: Desired,
+    updates: Receiver<Update>,
+    queries: Receiver<OfRequest>,
+    cfg: SessionConfig,
+    scratch: Vec<u8>,
+    accepted: u64,
+    closed: u64,
+    malformed_log: RateLimit,
+    metrics: Arc<crate::metrics::OpenflowMetrics>,
+    /// Counts of sessions already closed, so the exported totals never go down.
+    retired_flow_mods: u64,
+    retired_errors: u64,
+}
+
+/// Starts the OpenFlow thread; returns it with the policy thread's sink and the control
+/// thread's client.
+pub fn spawn(
+    server: OpenflowServer,
+    cfg: SessionConfig,
+    stop: Arc<AtomicBool>,
+    metrics: Arc<crate::metrics::OpenflowMetrics>,
+) -> anyhow::Result<(std::thread::JoinHandle<()>, OfSink, OfClient)> {
+    metrics.mark_wired();
+    let poll = Poll::new().context("cannot create the OpenFlow poller")?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("cannot create waker")?);
+    let mut listener = server.listener;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)
+        .context("cannot register the OpenFlow listener")?;
+    let (update_tx, update_rx) = bounded(UPDATE_QUEUE);
+    let (query_tx, query_rx) = bounded(64);
+    let mut t = OfThread {
+        poll,
+        listener,
+        listen: server.addr,
+        conns: HashMap::new(),
+        next_token: 2,
+        desired: Desired::default(),
+        updates: update_rx,
+        queries: query_rx,
+        cfg,
+        scratch: vec![0; READ_CHUNK],
+        accepted: 0,
+        closed: 0,
+        malformed_log: RateLimit::new(1_000_000_000),
+        metrics,
+        retired_flow_mods: 0,
+        retired_errors: 0,
+    };
+    let handle = std::thread::Builder::new()
+        .name("reflex-openflow".into())
+        .spawn(move || {
+            if let Err(e) = t.run(&stop) {
+                tracing::error!(error = %e, "OpenFlow thread stopped");
+            }
+        })?;
+    Ok((
+        handle,
+        OfSink {
+            tx: update_tx,
+            waker: waker.clone(),
+            desired: Desired::default(),
+            lost: false,
+            translate: TranslateConfig {
+                learning_table: cfg.learning.map(|l| l.table_id),
+            },
+        },
+        OfClient {
+            tx: query_tx,
+            waker,
+        },
+    ))
+}
+
+impl OfThread {
+    fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        let mut events = Events::with_capacity(256);
+        tracing::info!(openflow = %self.listen, "OpenFlow listening");
+        while !stop.load(Ordering::Relaxed) {
+            let now = crate::io::now_ns();
+            let wait = self
+                .conns
+                .values()
+                .filter_map(|c| c.session.poll_timeout())
+                .min()
+                .map_or(TICK, |t| {
+                    Duration::from_nanos(t.saturating_sub(now)).min(TICK)
+                });
+            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    token => {
+                        if let Some(c) = self.conns.get_mut(&token) {
+                            if event.is_readable() || event.is_read_closed() {
+                                read(c, &mut self.scratch);
+                            }
+                        }
+                    }
+                }
+            }
+            self.take_updates();
+            self.answer_queries();
+            self.service_all();
+        }
+        tracing::info!("OpenFlow thread stopping");
+        Ok(())
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, addr)) => {
+                    if self.conns.len() >= MAX_SWITCHES {
+                        tracing::warn!(%addr, "too many switch connections; refused");
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let token = Token(self.next_token);
+                    self.next_token += 1;
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        tracing::warn!(%addr, error = %e, "cannot register switch connection");
+                        continue;
+                    }
+                    self.accepted += 1;
+                    tracing::info!(%addr, "switch connected");
+                    let now = crate::io::now_ns();
+                    self.conns.insert(
+                        token,
+                        Conn {
+                            stream,
+                            addr,
+                            session: Session::new(now, self.cfg),
+                            since_unix_ms: crate::io::clock::unix_ms(now),
+                            read_paused: false,
+                            gone: None,
+                        },
+                    );
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "OpenFlow accept failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn take_updates(&mut self) {
+        while let Ok(u) = self.updates.try_recv() {
+            match u {
+                Update::Full(d) => {
+                    self.desired = d;
+                    for c in self.conns.values_mut() {
+                        c.session.mark_resync();
+                    }
+                }
+                Update::Delta(d) => {
+                    self.desired.apply(&d);
+                    for c in self.conns.values_mut() {
+                        for (k, _) in &d.flows {
+                            c.session.mark_dirty(k);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn answer_queries(&mut self) {
+        while let Ok(r) = self.queries.try_recv() {
+            let reply = match r.query {
+                OfQuery::Switches => Reply::ok(self.switches_json()),
+                OfQuery::Table { dpid } => self.table_json(dpid),
+                OfQuery::Summary => Reply::ok(self.summary_json()),
+            };
+            let _ = r.reply.send(reply);
+        }
+    }
+
+    /// Timers, syncs, writes, resumed reads, events and closing, for every connection.
+    fn service_all(&mut self) {
+        let now = crate::io::now_ns();
+        let mut done = Vec::new();
+        for (token, c) in self.conns.iter_mut() {
+            loop {
+                if c.session.poll_timeout().is_some_and(|t| t <= now) {
+                    c.session.handle_timeout(now);
+                }
+                c.session.sync(&self.desired);
+                write(c);
+                // Output drained below the bound: take what the switch sent meanwhile.
+                if c.read_paused && c.session.wants_input() && c.gone.is_none() {
+                    read(c, &mut self.scratch);
+                    continue;
+                }
+                break;
+            }
+            while let Some(e) = c.session.poll_event() {
+                log_event(c, e, &mut self.malformed_log, now);
+            }
+            if c.session.is_closed() || c.gone.is_some() {
+                done.push(*token);
+            }
+        }
+        for token in done {
+            if let Some(mut c) = self.conns.remove(&token) {
+                let _ = self.poll.registry().deregister(&mut c.stream);
+                let _ = c.stream.shutdown(std::net::Shutdown::Both);
+                self.closed += 1;
+                self.retired_flow_mods += c.session.stats().flow_mods;
+                self.retired_errors += c.session.stats().flow_mod_errors;
+                let why = c
+                    .session
+                    .close_reason()
+                    .map(|r| r.to_string())
+                    .or(c.gone.take())
+                    .unwrap_or_default();
+                tracing::info!(addr = %c.addr, dpid = ?c.session.dpid().map(dpid_text), reason = %why, "switch session ended");
+            }
+        }
+        self.publish_metrics();
+    }
+
+    /// Monotonic totals for the metrics endpoint: closed sessions' counts plus live ones.
+    fn publish_metrics(&self) {
+        let live =
+            |f: &dyn Fn(&Session) -> u64| self.conns.values().map(|c| f(&c.session)).sum::<u64>();
+        let ready = self
+            .conns
+            .values()
+            .filter(|c| c.session.phase() == crate::openflow::session::Phase::Ready)
+            .count();
+        let m = &self.metrics;
+        m.switches.store(ready as u64, Ordering::Relaxed);
+        m.connections.store(self.accepted, Ordering::Relaxed);
+        m.flow_mods.store(
+            self.retired_flow_mods + live(&|s| s.stats().flow_mods),
+            Ordering::Relaxed,
+        );
+        m.errors.store(
+            self.retired_errors + live(&|s| s.stats().flow_mod_errors),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn switches_json(&self) -> Value {
+        let now = crate::io::now_ns();
+        let now_ms = crate::io::clock::unix_ms(now);
+        let mut list: Vec<(&Conn, Value)> = self
+            .conns
+            .values()
+            .map(|c| {
+                let s = &c.session;
+                let st = s.stats();
+                let ports: Vec<Value> = s
+                    .ports()
+                    .values()
+                    .map(|p| json!({"port_no": p.port_no, "name": p.name}))
+                    .collect();
+                let in_sync = s.phase() == crate::openflow::session::Phase::Ready
+                    && !s.has_backlog()
+                    && s.installed() == &self.desired.flows;
+                let errors: Vec<Value> = s
+                    .recent_errors()
+                    .map(|e| {
+                        json!({
+                            "xid": e.xid,
+                            "op": e.op,
+                            "entry": e.entry,
+                            "type": e.type_name,
+                            "code": e.code_name,
+                        })
+                    })
+                    .collect();
+                let v = json!({
+                    "dpid": s.dpid().map(dpid_text),
+                    "address": c.addr.to_string(),
+                    "phase": s.phase().name(),
+                    "n_tables": s.features().map(|f| f.n_tables),
+                    "n_buffers": s.features().map(|f| f.n_buffers),
+                    "ports": ports,
+                    "connected_since": format_unix_ms(c.since_unix_ms),
+                    "connected_s": now_ms.saturating_sub(c.since_unix_ms) as f64 / 1e3,
+                    "msgs_in": st.msgs_in,
+                    "msgs_out": st.msgs_out,
+                    "bytes_in": st.bytes_in,
+                    "bytes_out": st.bytes_out,
+                    "flow_mods": st.flow_mods,
+                    "flow_mods_confirmed": st.flow_mods_confirmed,
+                    "meter_mods": st.meter_mods,
+                    "unconfirmed": s.unconfirmed(),
+                    "barriers": st.barriers,
+                    "pending_barriers": s.pending_barriers(),
+                    "errors": st.errors,
+                    "flow_mod_errors": st.flow_mod_errors,
+                    "malformed": st.malformed,
+                    "partial_inputs": st.partial_inputs,
+                    "echo_requests": st.echo_requests,
+                    "packet_ins": st.packet_ins,
+                    "learning": learning_json(s),
+                    "installed": s.installed().len(),
+                    "in_sync": in_sync,
+                    "recent_errors": errors,
+                });
+                (c, v)
+            })
+            .collect();
+        list.sort_by_key(|(c, _)| c.since_unix_ms);
+        json!({
+            "listen": self.listen.to_string(),
+            "accepted": self.accepted,
+            "closed": self.closed,
+            "desired": self.desired.flows.len(),
+            "switches": list.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+        })
+    }
+
+    fn summary_json(&self) -> Value {
+        let sum =
+            |f: &dyn Fn(&Session) -> u64| self.conns.values().map(|c| f(&c.session)).sum::<u64>();
+        json!({
+            "listen": self.listen.to_string(),
+            "switches": self.conns.len(),
+            "ready": self
+                .conns
+                .values()
+                .filter(|c| c.session.phase() == crate::openflow::session::Phase::Ready)
+                .count(),
+            "accepted": self.accepted,
+            "closed": self.closed,
+            "desired_entries": self.desired.flows.len(),
+            "flow_mods": sum(&|s| s.stats().flow_mods),
+            "flow_mods_confirmed": sum(&|s| s.stats().flow_mods_confirmed),
+            "flow_mod_errors": sum(&|s| s.stats().flow_mod_errors),
+            "pending_barriers": sum(&|s| s.pending_barriers() as u64),
+            "malformed": sum(&|s| s.stats().malformed),
+            "learning_table": self.cfg.learning.map(|l| l.table_id),
+            "packet_ins": sum(&|s| s.stats().packet_ins),
+            "learn_flows": sum(&|s| s.stats().learn_flows),
+            "learn_floods": sum(&|s| s.stats().learn_floods),
+            "packet_ins_shed": sum(&|s| s.stats().packet_ins_shed),
+        })
+    }
+
+    fn table_json(&self, dpid: u64) -> Reply {
+        let Some(c) = self
+            .conns
+            .values()
+            .filter(|c| c.session.dpid() == Some(dpid))
+            .max_by_key(|c| c.since_unix_ms)
+        else {
+            return Reply::error(format!("no switch with dpid {} connected", dpid_text(dpid)));
+        };
+        let installed = c.session.installed();
+        // As dump-flows lists them: by table, highest priority first.
+        let lines = |t: &crate::openflow::table::FlowTable| -> Vec<String> {
+            let mut entries: Vec<_> = t.iter().collect();
+            entries.sort_by_key(|(k, _)| (k.table_id, std::cmp::Reverse(k.priority)));
+            entries.iter().map(|(k, i)| ofctl_line(k, i)).collect()
+        };
+        let differences: Vec<Value> = diff(installed, &self.desired.flows)
+            .into_iter()
+            .map(|(op, k, i)| {
+                let shown = match op {
+                    FlowOp::Delete => installed.get(k).unwrap_or(&[]),
+                    _ => i,
+                };
+                json!({"op": op.name(), "entry": ofctl_line(k, shown)})
+            })
+            .collect();
+        let meters = |m: &std::collections::BTreeMap<u32, u32>| -> Vec<Value> {
+            m.iter()
+                .map(|(id, rate)| json!({"id": id, "rate_pps": rate}))
+                .collect()
+        };
+        Reply::ok(json!({
+            "dpid": dpid_text(dpid),
+            "address": c.addr.to_string(),
+            "phase": c.session.phase().name(),
+            "installed": lines(installed),
+            "desired": lines(&self.desired.flows),
+            "differences": differences,
+            "in_sync": differences.is_empty() && !c.session.has_backlog(),
+            // Learnt flows live on the switch, outside both tables.
+            "learning": self.cfg.learning.map(|l| json!({
+                "table": l.table_id,
+                "cookie": format!("0x{:016x}", l.cookie),
+            })),
+            "meters": {
+                "installed": meters(c.session.installed_meters()),
+                "desired": meters(&self.desired.meters),
+            },
+        }))
+    }
+}
+
+/// A session's reactive-learning counters (null when learning is off).
+fn learning_json(s: &Session) -> Value {
+    let Some(t) = s.mac_table() else {
+        return Value::Null;
+    };
+    let st = s.stats();
+    let (learnt, evicted) = t.counts();
+    json!({
+        "flows": st.learn_flows,
+        "floods": st.learn_floods,
+        "hairpins": st.learn_hairpins,
+        "ignored": st.learn_ignored,
+        "shed": st.packet_ins_shed,
+        "other": st.packet_ins_other,
+        "learnt_at_connect": st.learnt_at_connect,
+        "errors": st.learn_errors,
+        "macs_learnt": learnt,
+        "macs_evicted": evicted,
+        "mac_capacity": t.capacity(),
+    })
+}
+
+/// Reads until WouldBlock, EOF, or the session's output queue is full.
+fn read(c: &mut Conn, scratch: &mut [u8]) {
+    c.read_paused = false;
+    loop {
+        if c.gone.is_some() || c.session.is_closed() {
+            return;
+        }
+        if !c.session.wants_input() {
+            c.read_paused = true;
+            return;
+        }
+        match c.stream.read(scratch) {
+            Ok(0) => {
+                c.gone = Some("switch closed the connection".into());
+                return;
+            }
+            Ok(n) => {
+                let now = crate::io::now_ns();
+                c.session.handle_input(now, scratch.get(..n).unwrap_or(&[]));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                c.gone = Some(format!("read failed: {e}"));
+                return;
+            }
+        }
+    }
+}
+
+/// Writes until WouldBlock or nothing is left.
+fn write(c: &mut Conn) {
+    while c.gone.is_none() {
+        let pending = c.session.poll_transmit();
+        if pending.is_empty() {
+            return;
+        }
+        match c.stream.write(pending) {
+            Ok(0) => {
+                c.gone = Some("switch stopped accepting data".into());
+                return;
+            }
+            Ok(n) => c.session.advance_transmit(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                c.gone = Some(format!("write failed: {e}"));
+                return;
+            }
+        }
+    }
+}
+
+fn log_event(c: &Conn, e: SessionEvent, malformed_log: &mut RateLimit, now: u64) {
+    let dpid = c.session.dpid().map(dpid_text);
+    match e {
+        SessionEvent::Ready {
+            dpid,
+            ports,
+            installed,
+        } => {
+            tracing::info!(addr = %c.addr, dpid = %dpid_text(dpid), ports, installed, "switch ready; reconciling its table")
+        }
+        SessionEvent::FlowModFailed(f) => tracing::warn!(
+            addr = %c.addr, dpid = ?dpid, xid = f.xid, op = f.op, entry = %f.entry,
+            error = %format!("{}/{}", f.type_name, f.code_name),
+            "switch rejected a flow-mod"
+        ),
+        SessionEvent::SwitchError {
+            xid,
+            type_name,
+            code_name,
+        } => {
+            tracing::warn!(addr = %c.addr, dpid = ?dpid, xid, error = %format!("{type_name}/{code_name}"), "switch sent an error")
+        }
+        SessionEvent::Malformed { msg_type, error } => {
+            if let Some(suppressed) = malformed_log.allow(now) {
+                tracing::warn!(addr = %c.addr, dpid = ?dpid, msg_type, error = error.name(), suppressed, "malformed OpenFlow message skipped");
+            }
+        }
+        SessionEvent::Closed(reason) => {
+            tracing::warn!(addr = %c.addr, dpid = ?dpid, reason = %reason, "closing switch session")
+        }
+    }
+}
+
+/// A datapath id as OVS prints it: 16 hex digits.
+pub fn dpid_text(dpid: u64) -> String {
+    format!("{dpid:016x}")
+}
+
+/// Parses a datapath id: `0x`-prefixed hex, 16 hex digits (as printed), decimal, or
+/// colon-separated hex bytes.
+pub fn parse_dpid(text: &str) -> Option<u64> {
+    let t = text.trim();
+    if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        return u64::from_str_radix(hex, 16).ok();
+    }
+    if t.contains(':') {
+        let hex: String = t.split(':').collect();
+        return (hex.len() <= 16).then(|| u64::from_str_radix(&hex, 16).ok())?;
+    }
+    if t.len() == 16 {
+        return u64::from_str_radix(t, 16).ok();
+    }
+    t.parse().ok().or_else(|| u64::from_str_radix(t, 16).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dpids_parse_in_every_usual_spelling() {
+        assert_eq!(parse_dpid("1"), Some(1));
+        assert_eq!(parse_dpid("0x1f"), Some(31));
+        assert_eq!(parse_dpid("000000000000001f"), Some(31));
+        assert_eq!(parse_dpid("00:00:00:00:00:00:00:1f"), Some(31));
+        assert_eq!(parse_dpid("abc"), Some(0xabc));
+        assert_eq!(parse_dpid("zz"), None);
+        assert_eq!(dpid_text(31), "000000000000001f");
+    }
+}
