@@ -225,7 +225,7 @@ ingest_one() { # receiver rate count
     # Received: the tool's own counter when it has one, else sent - kernel drops.
     got=${own:-$((sent - drops))}; [ "$got" = null ] && got=$((sent - drops))
     # The drain reports its own CPU from its first datagram on (getrusage).
-    local cpu; if [ "$name" = drain ]; then cpu=$(jq .cpu_s "$dir/drain.json"); else cpu=$(py "print($c1 - $c0)"); fi
+    local cpu; if [ "$name" = drain ]; then cpu=$(jq .cpu_s "$dir/drain.json"); else cpu=$(py "print(round($c1 - $c0, 3))"); fi
     local line; line=$(jq -cn --arg n "$name" --argjson rate "$rate" --argjson sent "$sent" --argjson sr "$rate_sent" \
         --argjson got "$got" --argjson drops "$drops" --argjson cpu "$cpu" --arg own "${own:-}" --argjson rss "$rss" --argjson rss0 "$r0" \
         '{receiver:$n, rate:$rate, sent:$sent, sent_per_s:$sr, received:$got, own_counter:($own != ""), kernel_drops:$drops,
@@ -296,7 +296,7 @@ cbench_one() { # controller mode switches extra-flag
     if ! jq -e .responses "$dir/sw.json" >/dev/null 2>&1; then
         say "  $ctl $mode switches=$n $flag: failed: $(tail -1 "$dir/sw.err")"; rm -rf "$dir"; return
     fi
-    local line; line=$(jq -c --arg c "$ctl" --arg f "$flag" --argjson cpu "$(py "print($c1 - $c0)")" \
+    local line; line=$(jq -c --arg c "$ctl" --arg f "$flag" --argjson cpu "$(py "print(round($c1 - $c0, 3))")" \
         '{controller:$c, mode, switches, buffered, responses, measured_s, responses_per_s, cpu_s:$cpu,
           responses_per_cpu_s:(.responses/([$cpu,0.001]|max)), packet_outs:.counters.packet_outs, flow_mods:.counters.flow_mods,
           packet_ins_sent:.counters.packet_ins_sent, rtt_us, packet_in_origin, closed}' "$dir/sw.json")
