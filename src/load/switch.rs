@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use crate::openflow::{
     self, frame, negotiate, Action, Desc, ErrorMsg, Features, FlowMod, FlowModCommand, FlowStats,
     Hello, Instruction, Match, Message, MultipartReply, MultipartReplyBody, MultipartRequestBody,
-    OxmField, PacketIn, Port, Role, SwitchConfig, TableStats,
+    OxmField, Port, Role, SwitchConfig, TableStats,
 };
 
 /// OFPET_BAD_REQUEST and two of its codes.
@@ -96,6 +96,65 @@ pub struct EmulatedSwitch {
     /// Responses (flow-mods and packet-outs) received; cbench counts these.
     responses: u64,
     counters: SwitchCounters,
+    /// Buffer PACKET_IN frames (cbench's default) instead of sending them unbuffered.
+    buffered: bool,
+    next_buffer: u32,
+    /// Where PACKET_INs come from: derived from the flow table after every flow-mod.
+    origin: PacketInOrigin,
+}
+
+/// Buffers announced in FEATURES_REPLY when PACKET_INs are buffered (ids cycle through them).
+pub const N_BUFFERS: u32 = 256;
+
+/// OFPR_NO_MATCH and OFPR_ACTION (OpenFlow 1.3 packet-in reasons).
+pub const REASON_NO_MATCH: u8 = 0;
+pub const REASON_ACTION: u8 = 1;
+
+/// The table, cookie and reason a PACKET_IN carries: those of the flow entry that sent the
+/// packet to the controller, as a real switch reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketInOrigin {
+    pub table_id: u8,
+    pub cookie: u64,
+    pub reason: u8,
+}
+
+impl PacketInOrigin {
+    /// What the switch reports before any controller rule sends packets to it (the old
+    /// fixed behaviour: table 0, cookie all ones, no match).
+    pub const DEFAULT: PacketInOrigin = PacketInOrigin {
+        table_id: 0,
+        cookie: u64::MAX,
+        reason: REASON_NO_MATCH,
+    };
+
+    /// The origin of a new frame's PACKET_IN under `table`: the catch-all entry (empty
+    /// match) that outputs to CONTROLLER in the highest table, i.e. the end of a pipeline
+    /// that a frame of a never-seen MAC falls through to; a priority-0 one is a table miss
+    /// (OFPR_NO_MATCH), any other an explicit action (OFPR_ACTION). Without one, DEFAULT.
+    pub fn from_table(table: &[FlowStats]) -> PacketInOrigin {
+        let to_controller = |e: &FlowStats| {
+            e.instructions.iter().any(|i| match i {
+                Instruction::ApplyActions(a) | Instruction::WriteActions(a) => a.iter().any(
+                    |x| matches!(x, Action::Output { port, .. } if *port == openflow::port::CONTROLLER),
+                ),
+                _ => false,
+            })
+        };
+        table
+            .iter()
+            .filter(|e| e.match_.fields.is_empty() && to_controller(e))
+            .max_by_key(|e| (e.table_id, std::cmp::Reverse(e.priority)))
+            .map_or(PacketInOrigin::DEFAULT, |e| PacketInOrigin {
+                table_id: e.table_id,
+                cookie: e.cookie,
+                reason: if e.priority == 0 {
+                    REASON_NO_MATCH
+                } else {
+                    REASON_ACTION
+                },
+            })
+    }
 }
 
 impl EmulatedSwitch {
@@ -133,7 +192,22 @@ impl EmulatedSwitch {
             flow_mods: Vec::new(),
             responses: 0,
             counters: SwitchCounters::default(),
+            buffered: false,
+            next_buffer: 0,
+            origin: PacketInOrigin::DEFAULT,
         }
+    }
+
+    /// Buffered PACKET_INs: FEATURES_REPLY announces [`N_BUFFERS`] buffers and each
+    /// PACKET_IN carries a buffer id (cycling) as well as the frame, as cbench sends them.
+    /// Set before the FEATURES exchange.
+    pub fn set_buffered(&mut self, on: bool) {
+        self.buffered = on;
+    }
+
+    /// Where the next PACKET_IN will say it comes from.
+    pub fn packet_in_origin(&self) -> PacketInOrigin {
+        self.origin
     }
 
     /// Preloads `n` entries (drops of 10.0.x.y in table 0) that FLOW stats will report,
@@ -212,28 +286,42 @@ impl EmulatedSwitch {
         Message::Hello(Hello::v13()).emit(xid, out);
     }
 
-    /// Appends a PACKET_IN (table miss on port `in_port`) of a 64-byte frame from
-    /// `eth_src`, as cbench does with one new MAC per packet.
+    /// Appends a PACKET_IN of a 64-byte IPv4/UDP frame from `eth_src` on port `in_port`, as
+    /// cbench does with one new MAC per packet, to 02:00:00:00:00:01. Its table, cookie and
+    /// reason are those of the entry that sends unknown frames to the controller (see
+    /// [`PacketInOrigin::from_table`]); buffered or not as set. Allocates nothing.
     pub fn packet_in(&mut self, eth_src: [u8; 6], in_port: u32, out: &mut Vec<u8>) {
-        let mut data = vec![0u8; 64];
-        data[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
-        data[6..12].copy_from_slice(&eth_src);
-        data[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-        data[14] = 0x45;
-        data[23] = 17;
-        let pi = PacketIn {
-            buffer_id: openflow::NO_BUFFER,
-            total_len: 64,
-            reason: 0,
-            table_id: 0,
-            cookie: u64::MAX,
-            match_: Match {
-                fields: vec![OxmField::InPort(in_port)],
-            },
-            data,
-        };
+        const FRAME: usize = 64;
         let xid = self.xid();
-        Message::PacketIn(pi).emit(xid, out);
+        let buffer_id = if self.buffered {
+            let b = self.next_buffer;
+            self.next_buffer = (b + 1) % N_BUFFERS;
+            b
+        } else {
+            openflow::NO_BUFFER
+        };
+        let o = self.origin;
+        // Header, buffer_id, total_len, reason, table_id, cookie; match (in_port, padded
+        // to 16 bytes); 2 bytes of padding; the frame.
+        let len = 8 + 16 + 16 + 2 + FRAME;
+        out.reserve(len);
+        out.extend_from_slice(&[openflow::VERSION, 10]);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+        out.extend_from_slice(&xid.to_be_bytes());
+        out.extend_from_slice(&buffer_id.to_be_bytes());
+        out.extend_from_slice(&(FRAME as u16).to_be_bytes());
+        out.extend_from_slice(&[o.reason, o.table_id]);
+        out.extend_from_slice(&o.cookie.to_be_bytes());
+        out.extend_from_slice(&[0, 1, 0, 12, 0x80, 0, 0, 4]); // OXM match, in_port
+        out.extend_from_slice(&in_port.to_be_bytes());
+        out.extend_from_slice(&[0; 4 + 2]);
+        let start = out.len();
+        out.extend_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+        out.extend_from_slice(&eth_src);
+        out.extend_from_slice(&0x0800u16.to_be_bytes());
+        out.resize(start + FRAME, 0);
+        out[start + 14] = 0x45;
+        out[start + 23] = 17;
         self.counters.packet_ins_sent += 1;
     }
 
@@ -294,7 +382,7 @@ impl EmulatedSwitch {
             Message::FeaturesRequest => {
                 Message::FeaturesReply(Features {
                     datapath_id: self.datapath_id,
-                    n_buffers: 0,
+                    n_buffers: if self.buffered { N_BUFFERS } else { 0 },
                     n_tables: 254,
                     auxiliary_id: 0,
                     capabilities: 0x4f,
@@ -326,6 +414,7 @@ impl EmulatedSwitch {
                 self.counters.flow_mods += 1;
                 self.responses += 1;
                 self.apply(&fm);
+                self.origin = PacketInOrigin::from_table(&self.table);
                 self.flow_mods.push(ReceivedFlowMod {
                     at_ns: now_ns,
                     xid,
@@ -696,5 +785,71 @@ mod tests {
         assert_eq!(&pi.data[6..12], &[2, 0, 0, 0, 0, 9]);
         assert_eq!(pi.match_.fields, vec![OxmField::InPort(1)]);
         assert_eq!(sw.counters().packet_ins_sent, 1);
+    }
+
+    fn miss_to_controller(table_id: u8, priority: u16, cookie: u64) -> FlowMod {
+        let to_controller = Action::output(openflow::port::CONTROLLER);
+        let mut fm = FlowMod::add(
+            table_id,
+            priority,
+            Match::default(),
+            vec![Instruction::ApplyActions(vec![to_controller])],
+        );
+        fm.cookie = cookie;
+        fm
+    }
+
+    #[test]
+    fn packet_ins_come_from_the_entry_that_sends_to_the_controller() {
+        let mut sw = EmulatedSwitch::new(1, 2);
+        assert_eq!(sw.packet_in_origin(), PacketInOrigin::DEFAULT);
+        // A table 0 miss that continues, then a learning table whose miss goes up.
+        let goto = FlowMod::add(0, 0, Match::default(), vec![Instruction::GotoTable(251)]);
+        let input = [
+            (2, Message::FlowMod(goto)),
+            (3, Message::FlowMod(miss_to_controller(251, 0, 0x77))),
+            (4, Message::FlowMod(miss_to_controller(3, 5, 0x99))),
+        ];
+        exchange(&mut sw, 0, &input);
+        let o = sw.packet_in_origin();
+        assert_eq!(
+            (o.table_id, o.cookie, o.reason),
+            (251, 0x77, REASON_NO_MATCH)
+        );
+        let mut out = Vec::new();
+        sw.packet_in([2, 0, 0, 0, 0, 9], 2, &mut out);
+        let (_, m) = Message::parse(&out).unwrap();
+        let Message::PacketIn(pi) = m else { panic!() };
+        assert_eq!((pi.table_id, pi.cookie, pi.reason), (251, 0x77, 0));
+        assert_eq!(pi.buffer_id, openflow::NO_BUFFER);
+        assert_eq!(pi.match_.fields, vec![OxmField::InPort(2)]);
+        // An explicit (non-miss) rule is reported as an action.
+        let mut sw = EmulatedSwitch::new(1, 2);
+        exchange(
+            &mut sw,
+            0,
+            &[(2, Message::FlowMod(miss_to_controller(1, 5, 0x99)))],
+        );
+        assert_eq!(sw.packet_in_origin().reason, REASON_ACTION);
+    }
+
+    #[test]
+    fn buffered_packet_ins_carry_cycling_buffer_ids_and_features_say_so() {
+        let mut sw = EmulatedSwitch::new(1, 2);
+        sw.set_buffered(true);
+        let replies = exchange(&mut sw, 0, &[(9, Message::FeaturesRequest)]);
+        assert!(matches!(&replies[0].1, Message::FeaturesReply(f) if f.n_buffers == N_BUFFERS));
+        let mut ids = Vec::new();
+        for _ in 0..=N_BUFFERS {
+            let mut out = Vec::new();
+            sw.packet_in([2, 0, 0, 0, 0, 9], 1, &mut out);
+            let (_, m) = Message::parse(&out).unwrap();
+            let Message::PacketIn(pi) = m else { panic!() };
+            assert_eq!(pi.data.len(), 64);
+            ids.push(pi.buffer_id);
+        }
+        assert_eq!(ids[0], 0);
+        assert_eq!(ids[N_BUFFERS as usize - 1], N_BUFFERS - 1);
+        assert_eq!(ids[N_BUFFERS as usize], 0);
     }
 }

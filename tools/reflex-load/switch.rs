@@ -53,6 +53,10 @@ pub struct SwitchArgs {
     /// Give up if no switch has connected after this long.
     #[arg(long, default_value = "5", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+    /// Buffered PACKET_INs (a buffer id and the frame, 256 buffers announced), as cbench
+    /// sends them; without it unbuffered (no buffer id), as Open vSwitch does.
+    #[arg(long)]
+    pub buffered: bool,
     /// Write every flow-mod received (JSON lines with receive time) to this file.
     #[arg(long)]
     pub record: Option<PathBuf>,
@@ -110,6 +114,13 @@ fn connect(addr: SocketAddr, deadline: Instant) -> anyhow::Result<TcpStream> {
 }
 
 impl Fleet {
+    /// Buffered PACKET_INs on every switch (call before the first step).
+    pub fn set_buffered(&mut self, on: bool) {
+        for c in &mut self.conns {
+            c.switch.set_buffered(on);
+        }
+    }
+
     /// Connects `switches` switches to `controller` (retrying until `connect_timeout`).
     pub fn connect(
         controller: SocketAddr,
@@ -328,6 +339,7 @@ pub fn run(args: SwitchArgs) -> anyhow::Result<()> {
         args.macs,
         args.connect_timeout,
     )?;
+    fleet.set_buffered(args.buffered);
     let mut record = match &args.record {
         Some(p) => Some(io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
@@ -399,6 +411,11 @@ pub fn run(args: SwitchArgs) -> anyhow::Result<()> {
         "mode": format!("{:?}", args.mode).to_lowercase(),
         "controller": args.controller.to_string(),
         "switches": args.switches,
+        "buffered": args.buffered,
+        "packet_in_origin": fleet.conns.first().map(|c| {
+            let o = c.switch.packet_in_origin();
+            json!({"table_id": o.table_id, "cookie": format!("{:#x}", o.cookie), "reason": o.reason})
+        }),
         "connected": fleet.connected(),
         "closed": fleet.closed().iter().map(|(d, w)| json!({"dpid": d, "reason": w})).collect::<Vec<_>>(),
         "counters": counters,
