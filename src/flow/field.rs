@@ -105,6 +105,21 @@ impl FieldValue {
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
     }
+
+    /// True if `self` and `pattern` have the same length and agree on their first `bits`
+    /// bits; a prefix longer than the values never matches. Compares the two zero-padded
+    /// 16-byte arrays as integers: no slicing, no `memcmp` call.
+    #[inline]
+    pub(crate) fn prefix_matches(&self, pattern: &FieldValue, bits: u8) -> bool {
+        if self.len != pattern.len || u32::from(bits) > u32::from(self.len) * 8 {
+            return false;
+        }
+        let mask = match bits {
+            0 => 0,
+            b => u128::MAX << (128 - u32::from(b)),
+        };
+        (u128::from_be_bytes(self.bytes) ^ u128::from_be_bytes(pattern.bytes)) & mask == 0
+    }
 }
 
 /// A field value that could not be parsed from text.

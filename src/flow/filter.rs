@@ -84,26 +84,6 @@ pub struct FilterError {
     pub found: String,
 }
 
-#[inline]
-fn prefix_matches(value: &[u8], pattern: &[u8], bits: u8) -> bool {
-    if value.len() != pattern.len() {
-        return false;
-    }
-    let full = usize::from(bits / 8);
-    let rest = bits % 8;
-    if full > value.len() || value[..full] != pattern[..full] {
-        return false;
-    }
-    if rest == 0 {
-        return true;
-    }
-    let mask = 0xFFu8 << (8 - rest);
-    match (value.get(full), pattern.get(full)) {
-        (Some(v), Some(p)) => v & mask == p & mask,
-        _ => false,
-    }
-}
-
 impl Filter {
     /// Compiles filter text.
     pub fn parse(text: &str) -> Result<Filter, FilterError> {
@@ -133,42 +113,43 @@ impl Filter {
     }
 
     fn eval(&self, node: u32, s: &Sample) -> bool {
-        let Some(&node) = self.nodes.get(node as usize) else {
+        let Some(node) = self.nodes.get(node as usize) else {
             return false;
         };
-        match node {
+        match *node {
             Node::Test {
                 subject,
                 negated,
                 start,
                 end,
-            } => {
-                let patterns = self
-                    .patterns
-                    .get(start as usize..end as usize)
-                    .unwrap_or(&[]);
-                let hit = match subject {
-                    Subject::Direction => {
-                        let d = s.direction();
-                        patterns
-                            .iter()
-                            .any(|p| matches!(p, Pattern::Direction(x) if *x == d))
-                    }
-                    Subject::Field(f) => match f.value(s) {
-                        None => false,
-                        Some(v) => patterns.iter().any(|p| match p {
-                            Pattern::Value { value, bits } => {
-                                prefix_matches(v.as_bytes(), value.as_bytes(), *bits)
-                            }
-                            Pattern::Direction(_) => false,
-                        }),
-                    },
-                };
-                hit != negated
-            }
+            } => self.test(subject, start, end, s) != negated,
             Node::And { start, end } => self.kids(start, end).iter().all(|&c| self.eval(c, s)),
             Node::Or { start, end } => self.kids(start, end).iter().any(|&c| self.eval(c, s)),
             Node::Not(c) => !self.eval(c, s),
+        }
+    }
+
+    /// Whether any of the test's patterns matches (before negation).
+    #[inline]
+    fn test(&self, subject: Subject, start: u32, end: u32, s: &Sample) -> bool {
+        let patterns = self
+            .patterns
+            .get(start as usize..end as usize)
+            .unwrap_or(&[]);
+        match subject {
+            Subject::Direction => {
+                let d = s.direction();
+                patterns
+                    .iter()
+                    .any(|p| matches!(p, Pattern::Direction(x) if *x == d))
+            }
+            Subject::Field(f) => match f.value(s) {
+                None => false,
+                Some(v) => patterns.iter().any(|p| match p {
+                    Pattern::Value { value, bits } => v.prefix_matches(value, *bits),
+                    Pattern::Direction(_) => false,
+                }),
+            },
         }
     }
 
