@@ -335,7 +335,7 @@ impl KeyField {
     #[inline]
     pub fn encode(self, s: &Sample, key: &mut FlowKey) -> bool {
         match self.value(s) {
-            Some(v) => key.push(v.as_bytes()),
+            Some(v) => key.push_padded(&v.bytes, usize::from(v.len)),
             None => false,
         }
     }

@@ -123,9 +123,25 @@ impl Filter {
                 start,
                 end,
             } => self.test(subject, start, end, s) != negated,
-            Node::And { start, end } => self.kids(start, end).iter().all(|&c| self.eval(c, s)),
-            Node::Or { start, end } => self.kids(start, end).iter().any(|&c| self.eval(c, s)),
-            Node::Not(c) => !self.eval(c, s),
+            Node::And { start, end } => self.kids(start, end).iter().all(|&c| self.child(c, s)),
+            Node::Or { start, end } => self.kids(start, end).iter().any(|&c| self.child(c, s)),
+            Node::Not(c) => !self.child(c, s),
+        }
+    }
+
+    /// [`eval`](Self::eval) of a child node, with tests (the usual children of `&` and `|`)
+    /// evaluated in place rather than through a recursive call.
+    #[inline]
+    fn child(&self, node: u32, s: &Sample) -> bool {
+        match self.nodes.get(node as usize) {
+            Some(&Node::Test {
+                subject,
+                negated,
+                start,
+                end,
+            }) => self.test(subject, start, end, s) != negated,
+            Some(_) => self.eval(node, s),
+            None => false,
         }
     }
 
