@@ -109,7 +109,16 @@ impl Filter {
     /// True if the sample passes the filter. Allocates nothing.
     #[inline]
     pub fn matches(&self, s: &Sample) -> bool {
-        self.eval(self.root, s)
+        // The root is usually an `&` (or `|`) of tests: walk it here, without a call.
+        match self.nodes.get(self.root as usize) {
+            Some(&Node::And { start, end }) => {
+                self.kids(start, end).iter().all(|&c| self.child(c, s))
+            }
+            Some(&Node::Or { start, end }) => {
+                self.kids(start, end).iter().any(|&c| self.child(c, s))
+            }
+            _ => self.child(self.root, s),
+        }
     }
 
     fn eval(&self, node: u32, s: &Sample) -> bool {
