@@ -39,7 +39,12 @@ enum Subject {
 /// direction.
 #[derive(Clone, Copy, Debug)]
 enum Pattern {
-    Value { value: FieldValue, bits: u8 },
+    /// `mask` is [`FieldValue::prefix_mask`] of `bits`, computed once at parse.
+    Value {
+        value: FieldValue,
+        bits: u8,
+        mask: u128,
+    },
     Direction(Direction),
 }
 
@@ -171,7 +176,9 @@ impl Filter {
             Subject::Field(f) => match f.value(s) {
                 None => false,
                 Some(v) => patterns.iter().any(|p| match p {
-                    Pattern::Value { value, bits } => v.prefix_matches(value, *bits),
+                    Pattern::Value { value, bits, mask } => {
+                        v.prefix_matches_masked(value, *bits, *mask)
+                    }
                     Pattern::Direction(_) => false,
                 }),
             },
@@ -210,7 +217,7 @@ impl Filter {
                     }
                     match (subject, p) {
                         (_, Pattern::Direction(d)) => f.write_str(d.name())?,
-                        (Subject::Field(k), Pattern::Value { value, bits }) => {
+                        (Subject::Field(k), Pattern::Value { value, bits, .. }) => {
                             let full = (k.width() * 8) as u8;
                             // An agent prefix shorter than the IPv4-mapped block is IPv6.
                             let as_v6 = k == KeyField::Agent && *bits < 96;
@@ -456,7 +463,11 @@ impl<'a> Parser<'a> {
                         f.parse_value(value).map(|v| (v, (f.width() * 8) as u8))
                     };
                     match parsed {
-                        Ok((value, bits)) => Pattern::Value { value, bits },
+                        Ok((value, bits)) => Pattern::Value {
+                            value,
+                            bits,
+                            mask: FieldValue::prefix_mask(bits),
+                        },
                         Err(e) => return Err(self.error_at(at, e.expected)),
                     }
                 }
