@@ -15,7 +15,7 @@ use crate::flow::engine::{Detection, FlowEngine, TopSnapshot};
 use crate::flow::key::FlowKey;
 use crate::flow::sample::Sample;
 use crate::io::mmsg::RecvBatch;
-use crate::packet::{parse_sampled_header, HeaderKeys};
+use crate::packet::{parse_sampled_header_into, HeaderKeys};
 use crate::sflow::{self, AgentId, DecodeError, FlowRecord, SampledIp};
 
 /// A threshold event on its way to the policy thread.
@@ -289,19 +289,31 @@ impl IngestCore {
             match sample? {
                 sflow::Sample::Flow(fs) => {
                     self.counters.flow_samples += 1;
-                    let mut keys = None;
-                    let mut frame_length = 0;
+                    // Built in place: the header keys are written straight into the sample
+                    // rather than moved through an `Option` and copied again.
+                    let mut sample = Sample {
+                        agent,
+                        source: fs.source,
+                        input: fs.input,
+                        output: fs.output,
+                        sampling_rate: fs.sampling_rate.max(1),
+                        frame_length: 0,
+                        keys: HeaderKeys::default(),
+                    };
+                    let mut have_keys = false;
                     for record in fs.records() {
                         match record? {
-                            FlowRecord::SampledHeader(h) if keys.is_none() => {
-                                keys = Some(parse_sampled_header(h.protocol, h.header));
-                                frame_length = h.frame_length;
+                            FlowRecord::SampledHeader(h) if !have_keys => {
+                                parse_sampled_header_into(h.protocol, h.header, &mut sample.keys);
+                                sample.frame_length = h.frame_length;
+                                have_keys = true;
                             }
                             FlowRecord::SampledIpv4(ip) | FlowRecord::SampledIpv6(ip)
-                                if keys.is_none() =>
+                                if !have_keys =>
                             {
-                                keys = Some(keys_from_sampled_ip(&ip));
-                                frame_length = ip.length;
+                                sample.keys = keys_from_sampled_ip(&ip);
+                                sample.frame_length = ip.length;
+                                have_keys = true;
                             }
                             _ => {}
                         }
@@ -309,15 +321,6 @@ impl IngestCore {
                     if fs.drops != 0 {
                         self.agents.set_drops(&dg.agent, fs.drops);
                     }
-                    let sample = Sample {
-                        agent,
-                        source: fs.source,
-                        input: fs.input,
-                        output: fs.output,
-                        sampling_rate: fs.sampling_rate.max(1),
-                        frame_length,
-                        keys: keys.unwrap_or_default(),
-                    };
                     let counters = &mut self.counters;
                     self.engine.observe(&sample, now_ns, &mut |detection| {
                         counters.detections += 1;

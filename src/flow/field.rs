@@ -105,6 +105,26 @@ impl FieldValue {
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
     }
+
+    /// True if `self` and `pattern` have the same length and agree on their first `bits`
+    /// bits (a prefix longer than the values never matches), with `mask` =
+    /// [`Self::prefix_mask`]`(bits)` computed by the caller (once, when a filter is parsed).
+    /// Compares the two zero-padded 16-byte arrays as integers: no slicing, no `memcmp`.
+    #[inline]
+    pub(crate) fn prefix_matches_masked(&self, pattern: &FieldValue, bits: u8, mask: u128) -> bool {
+        if self.len != pattern.len || u32::from(bits) > u32::from(self.len) * 8 {
+            return false;
+        }
+        (u128::from_be_bytes(self.bytes) ^ u128::from_be_bytes(pattern.bytes)) & mask == 0
+    }
+
+    /// The first `bits` bits (of 128) set; more than 128 is taken as 128.
+    pub(crate) fn prefix_mask(bits: u8) -> u128 {
+        match bits.min(128) {
+            0 => 0,
+            b => u128::MAX << (128 - u32::from(b)),
+        }
+    }
 }
 
 /// A field value that could not be parsed from text.
@@ -320,7 +340,7 @@ impl KeyField {
     #[inline]
     pub fn encode(self, s: &Sample, key: &mut FlowKey) -> bool {
         match self.value(s) {
-            Some(v) => key.push(v.as_bytes()),
+            Some(v) => key.push_padded(&v.bytes, usize::from(v.len)),
             None => false,
         }
     }

@@ -39,7 +39,12 @@ enum Subject {
 /// direction.
 #[derive(Clone, Copy, Debug)]
 enum Pattern {
-    Value { value: FieldValue, bits: u8 },
+    /// `mask` is [`FieldValue::prefix_mask`] of `bits`, computed once at parse.
+    Value {
+        value: FieldValue,
+        bits: u8,
+        mask: u128,
+    },
     Direction(Direction),
 }
 
@@ -84,26 +89,6 @@ pub struct FilterError {
     pub found: String,
 }
 
-#[inline]
-fn prefix_matches(value: &[u8], pattern: &[u8], bits: u8) -> bool {
-    if value.len() != pattern.len() {
-        return false;
-    }
-    let full = usize::from(bits / 8);
-    let rest = bits % 8;
-    if full > value.len() || value[..full] != pattern[..full] {
-        return false;
-    }
-    if rest == 0 {
-        return true;
-    }
-    let mask = 0xFFu8 << (8 - rest);
-    match (value.get(full), pattern.get(full)) {
-        (Some(v), Some(p)) => v & mask == p & mask,
-        _ => false,
-    }
-}
-
 impl Filter {
     /// Compiles filter text.
     pub fn parse(text: &str) -> Result<Filter, FilterError> {
@@ -129,46 +114,74 @@ impl Filter {
     /// True if the sample passes the filter. Allocates nothing.
     #[inline]
     pub fn matches(&self, s: &Sample) -> bool {
-        self.eval(self.root, s)
+        // The root is usually an `&` (or `|`) of tests: walk it here, without a call.
+        match self.nodes.get(self.root as usize) {
+            Some(&Node::And { start, end }) => {
+                self.kids(start, end).iter().all(|&c| self.child(c, s))
+            }
+            Some(&Node::Or { start, end }) => {
+                self.kids(start, end).iter().any(|&c| self.child(c, s))
+            }
+            _ => self.child(self.root, s),
+        }
     }
 
     fn eval(&self, node: u32, s: &Sample) -> bool {
-        let Some(&node) = self.nodes.get(node as usize) else {
+        let Some(node) = self.nodes.get(node as usize) else {
             return false;
         };
-        match node {
+        match *node {
             Node::Test {
                 subject,
                 negated,
                 start,
                 end,
-            } => {
-                let patterns = self
-                    .patterns
-                    .get(start as usize..end as usize)
-                    .unwrap_or(&[]);
-                let hit = match subject {
-                    Subject::Direction => {
-                        let d = s.direction();
-                        patterns
-                            .iter()
-                            .any(|p| matches!(p, Pattern::Direction(x) if *x == d))
-                    }
-                    Subject::Field(f) => match f.value(s) {
-                        None => false,
-                        Some(v) => patterns.iter().any(|p| match p {
-                            Pattern::Value { value, bits } => {
-                                prefix_matches(v.as_bytes(), value.as_bytes(), *bits)
-                            }
-                            Pattern::Direction(_) => false,
-                        }),
-                    },
-                };
-                hit != negated
+            } => self.test(subject, start, end, s) != negated,
+            Node::And { start, end } => self.kids(start, end).iter().all(|&c| self.child(c, s)),
+            Node::Or { start, end } => self.kids(start, end).iter().any(|&c| self.child(c, s)),
+            Node::Not(c) => !self.child(c, s),
+        }
+    }
+
+    /// [`eval`](Self::eval) of a child node, with tests (the usual children of `&` and `|`)
+    /// evaluated in place rather than through a recursive call.
+    #[inline]
+    fn child(&self, node: u32, s: &Sample) -> bool {
+        match self.nodes.get(node as usize) {
+            Some(&Node::Test {
+                subject,
+                negated,
+                start,
+                end,
+            }) => self.test(subject, start, end, s) != negated,
+            Some(_) => self.eval(node, s),
+            None => false,
+        }
+    }
+
+    /// Whether any of the test's patterns matches (before negation).
+    #[inline]
+    fn test(&self, subject: Subject, start: u32, end: u32, s: &Sample) -> bool {
+        let patterns = self
+            .patterns
+            .get(start as usize..end as usize)
+            .unwrap_or(&[]);
+        match subject {
+            Subject::Direction => {
+                let d = s.direction();
+                patterns
+                    .iter()
+                    .any(|p| matches!(p, Pattern::Direction(x) if *x == d))
             }
-            Node::And { start, end } => self.kids(start, end).iter().all(|&c| self.eval(c, s)),
-            Node::Or { start, end } => self.kids(start, end).iter().any(|&c| self.eval(c, s)),
-            Node::Not(c) => !self.eval(c, s),
+            Subject::Field(f) => match f.value(s) {
+                None => false,
+                Some(v) => patterns.iter().any(|p| match p {
+                    Pattern::Value { value, bits, mask } => {
+                        v.prefix_matches_masked(value, *bits, *mask)
+                    }
+                    Pattern::Direction(_) => false,
+                }),
+            },
         }
     }
 
@@ -204,7 +217,7 @@ impl Filter {
                     }
                     match (subject, p) {
                         (_, Pattern::Direction(d)) => f.write_str(d.name())?,
-                        (Subject::Field(k), Pattern::Value { value, bits }) => {
+                        (Subject::Field(k), Pattern::Value { value, bits, .. }) => {
                             let full = (k.width() * 8) as u8;
                             // An agent prefix shorter than the IPv4-mapped block is IPv6.
                             let as_v6 = k == KeyField::Agent && *bits < 96;
@@ -450,7 +463,11 @@ impl<'a> Parser<'a> {
                         f.parse_value(value).map(|v| (v, (f.width() * 8) as u8))
                     };
                     match parsed {
-                        Ok((value, bits)) => Pattern::Value { value, bits },
+                        Ok((value, bits)) => Pattern::Value {
+                            value,
+                            bits,
+                            mask: FieldValue::prefix_mask(bits),
+                        },
                         Err(e) => return Err(self.error_at(at, e.expected)),
                     }
                 }

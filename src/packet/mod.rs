@@ -96,14 +96,20 @@ pub(crate) fn array_at<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
 
 /// Parses an Ethernet frame as sampled (possibly truncated) and returns the keys present.
 pub fn parse_ethernet(frame: &[u8]) -> HeaderKeys {
-    let mut keys = HeaderKeys {
-        eth_dst: array_at(frame, 0),
-        eth_src: array_at(frame, 6),
-        ..HeaderKeys::default()
-    };
+    let mut keys = HeaderKeys::default();
+    ethernet_into(frame, &mut keys);
+    keys
+}
+
+/// Fills the keys present in an Ethernet frame into `keys`, which must start out as
+/// [`HeaderKeys::default`] (the fields the frame lacks are left as they are).
+#[inline]
+fn ethernet_into(frame: &[u8], keys: &mut HeaderKeys) {
+    keys.eth_dst = array_at(frame, 0);
+    keys.eth_src = array_at(frame, 6);
     let mut offset = 12;
     let Some(mut ethertype) = be16(frame, offset) else {
-        return keys;
+        return;
     };
     offset += 2;
     let mut tags = 0;
@@ -112,10 +118,10 @@ pub fn parse_ethernet(frame: &[u8]) -> HeaderKeys {
         ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD
     ) {
         if tags == MAX_VLAN_TAGS {
-            return keys;
+            return;
         }
         let Some(tci) = be16(frame, offset) else {
-            return keys;
+            return;
         };
         let vid = tci & 0x0FFF;
         match tags {
@@ -125,7 +131,7 @@ pub fn parse_ethernet(frame: &[u8]) -> HeaderKeys {
         }
         tags += 1;
         let Some(next) = be16(frame, offset + 2) else {
-            return keys;
+            return;
         };
         ethertype = next;
         offset += 4;
@@ -133,21 +139,30 @@ pub fn parse_ethernet(frame: &[u8]) -> HeaderKeys {
     keys.ethertype = Some(ethertype);
     let rest = frame.get(offset..).unwrap_or(&[]);
     match ethertype {
-        ETHERTYPE_IPV4 => ip::ipv4_into(rest, &mut keys),
-        ETHERTYPE_IPV6 => ip::ipv6_into(rest, &mut keys),
+        ETHERTYPE_IPV4 => ip::ipv4_into(rest, keys),
+        ETHERTYPE_IPV6 => ip::ipv6_into(rest, keys),
         _ => {}
     }
-    keys
 }
 
 /// Parses a header as sFlow's `sampled_header` carries it, by its `header_protocol`
 /// (1 Ethernet, 11 IPv4, 12 IPv6); other protocols yield no keys.
 pub fn parse_sampled_header(protocol: u32, header: &[u8]) -> HeaderKeys {
+    let mut keys = HeaderKeys::default();
+    parse_sampled_header_into(protocol, header, &mut keys);
+    keys
+}
+
+/// [`parse_sampled_header`] writing into `keys` in place, which must start out as
+/// [`HeaderKeys::default`]: the per-sample path fills the sample it is building rather than
+/// moving an 80-byte struct through return values.
+#[inline]
+pub fn parse_sampled_header_into(protocol: u32, header: &[u8], keys: &mut HeaderKeys) {
     match protocol {
-        HEADER_PROTOCOL_ETHERNET => parse_ethernet(header),
-        HEADER_PROTOCOL_IPV4 => parse_ipv4(header),
-        HEADER_PROTOCOL_IPV6 => parse_ipv6(header),
-        _ => HeaderKeys::default(),
+        HEADER_PROTOCOL_ETHERNET => ethernet_into(header, keys),
+        HEADER_PROTOCOL_IPV4 => ip::ipv4_into(header, keys),
+        HEADER_PROTOCOL_IPV6 => ip::ipv6_into(header, keys),
+        _ => {}
     }
 }
 
