@@ -73,7 +73,6 @@ struct Counters {
 impl Counters {
     fn publish(&self, s: &WorkerStats) {
         let r = Ordering::Relaxed;
-        s.datagrams.store(self.datagrams, r);
         s.bytes.store(self.bytes, r);
         s.batches.store(self.batches, r);
         s.flow_samples.store(self.flow_samples, r);
@@ -87,6 +86,9 @@ impl Counters {
         s.agent_restarts.store(self.agent_restarts, r);
         s.untracked_agents.store(self.untracked_agents, r);
         s.detections.store(self.detections, r);
+        // Last, with release: a reader that acquires this count sees every counter above
+        // at least as new (stats never show a datagram without its decode error).
+        s.datagrams.store(self.datagrams, Ordering::Release);
     }
 }
 

@@ -354,6 +354,9 @@ impl ControlHandler {
     fn stats_json(&self) -> Value {
         let r = Ordering::Relaxed;
         let sum = |f: &dyn Fn(&WorkerStats) -> u64| self.stats.iter().map(|s| f(s)).sum::<u64>();
+        // Datagrams first (acquire): workers publish it last (release), so every other
+        // counter read below is at least as new as the datagram count it is shown with.
+        let datagrams = sum(&|s| s.datagrams.load(Ordering::Acquire));
         let mut errors = serde_json::Map::new();
         for kind in DecodeError::ALL {
             let n = sum(&|s| s.decode_errors[kind.index()].load(r));
@@ -388,7 +391,7 @@ impl ControlHandler {
             "per_worker": report::per_worker(&self.stats, &self.latest),
             "sflow": {
                 "listen": self.config.sflow.listen.to_string(),
-                "datagrams": sum(&|s| s.datagrams.load(r)),
+                "datagrams": datagrams,
                 "bytes": sum(&|s| s.bytes.load(r)),
                 "batches": sum(&|s| s.batches.load(r)),
                 "flow_samples": sum(&|s| s.flow_samples.load(r)),
