@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reflex against its peers under the same load, in the same run (docs/peers.md).
+# Reflex against its peers under the same load, in the same run (PERF.md, "Reflex against its peers").
 # Root: installs the peers from Debian's packages when missing. Loopback only; every load
 # is bounded by count and time; every peer writes only into a temporary directory that is
 # removed afterwards. Benchmarks never run in `cargo test`; this script is where they run.
@@ -312,7 +312,7 @@ if [ "$what" = all ] || [ "$what" = cbench ]; then
         set -- $cfg
         for c in reflexd ovs-testcontroller; do cbench_one "$c" "$1" "$2" "${3:-}"; done
     done
-    say "Faucet: not measured (see docs/peers.md)"
+    say "Faucet: not measured (see PERF.md)"
     say ""
 fi
 
