@@ -9,33 +9,7 @@ use std::time::Duration;
 use common::{free_udp_port, ovs_sflow_datagrams, Daemon};
 
 fn config(port: u16, threshold: f64) -> String {
-    format!(
-        r#"
-[sflow]
-listen = "127.0.0.1:{port}"
-workers = 2
-pin = false
-
-[[flow]]
-name = "ddos"
-keys = "ipsource"
-value = "frames"
-filter = "outputifindex!=discard&direction=ingress"
-t = 1.0
-
-[[flow]]
-name = "pairs"
-keys = "ipsource,ipdestination"
-value = "bytes"
-t = 2.0
-
-[[threshold]]
-name = "ddos"
-metric = "ddos"
-value = {threshold}
-timeout = 10.0
-"#
-    )
+    common::replay_config(port, threshold, true, false)
 }
 
 #[test]

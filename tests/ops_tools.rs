@@ -11,49 +11,7 @@ use std::time::Duration;
 use common::{free_udp_port, ovs_sflow_datagrams, Daemon};
 
 fn config(port: u16) -> String {
-    format!(
-        r#"
-[sflow]
-listen = "127.0.0.1:{port}"
-workers = 2
-pin = false
-
-[[flow]]
-name = "ddos"
-keys = "ipsource"
-value = "frames"
-filter = "outputifindex!=discard&direction=ingress"
-t = 1.0
-
-[[flow]]
-name = "pairs"
-keys = "ipsource,ipdestination"
-value = "bytes"
-t = 2.0
-
-[[threshold]]
-name = "ddos"
-metric = "ddos"
-value = 50.0
-timeout = 10.0
-
-[[module]]
-name = "auth"
-key = "ipv4"
-initial = "authenticated"
-[module.states]
-authenticated = "identity"
-clear = "if_(match(eth_type=0x0800), drop, identity)"
-
-[policy]
-main = "auth >> normal"
-
-[[reaction]]
-threshold = "ddos"
-module = "auth"
-state = "clear"
-"#
-    )
+    common::replay_config(port, 50.0, true, true)
 }
 
 fn replay(port: u16) {

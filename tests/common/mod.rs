@@ -244,3 +244,66 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// A loopback configuration for replaying the OVS capture: flow `ddos` (the classic
+/// filter, t = 1 s) with a threshold at `threshold`, optionally a `pairs` bytes flow, and
+/// optionally the `auth` module (hosts start authenticated, `ddos` clears them).
+pub fn replay_config(port: u16, threshold: f64, pairs: bool, auth: bool) -> String {
+    let mut c = format!(
+        r#"
+[sflow]
+listen = "127.0.0.1:{port}"
+workers = 2
+pin = false
+
+[[flow]]
+name = "ddos"
+keys = "ipsource"
+value = "frames"
+filter = "outputifindex!=discard&direction=ingress"
+t = 1.0
+"#
+    );
+    if pairs {
+        c.push_str(
+            r#"
+[[flow]]
+name = "pairs"
+keys = "ipsource,ipdestination"
+value = "bytes"
+t = 2.0
+"#,
+        );
+    }
+    c.push_str(&format!(
+        r#"
+[[threshold]]
+name = "ddos"
+metric = "ddos"
+value = {threshold:?}
+timeout = 10.0
+"#
+    ));
+    if auth {
+        c.push_str(
+            r#"
+[[module]]
+name = "auth"
+key = "ipv4"
+initial = "authenticated"
+[module.states]
+authenticated = "identity"
+clear = "if_(match(eth_type=0x0800), drop, identity)"
+
+[policy]
+main = "auth >> normal"
+
+[[reaction]]
+threshold = "ddos"
+module = "auth"
+state = "clear"
+"#,
+        );
+    }
+    c
+}
