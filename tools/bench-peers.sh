@@ -61,17 +61,8 @@ say "kernel:  $(uname -r); net.core.rmem_max $(cat /proc/sys/net/core/rmem_max)"
 say "peers:   pmacct $(dpkg-query -W -f '${Version}' pmacct 2>/dev/null), nfdump $(dpkg-query -W -f '${Version}' nfdump 2>/dev/null), fastnetmon $(dpkg-query -W -f '${Version}' fastnetmon 2>/dev/null), openvswitch-testcontroller $(dpkg-query -W -f '${Version}' openvswitch-testcontroller 2>/dev/null)"
 say ""
 
-port() { echo $((20000 + RANDOM % 30000)); }
+. tools/bench-lib.sh
 py() { python3 -c "$1"; }
-tck=$(getconf CLK_TCK)
-# CPU seconds (user + system, all threads) of a process so far.
-cpu_of() { awk -v t="$tck" '{printf "%.3f\n", ($14 + $15) / t}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
-tree_cpu() {
-    local total=0 p
-    for p in "$1" $(descendants "$1"); do total=$(py "print($total + $(cpu_of "$p"))"); done
-    echo "$total"
-}
 tree_rss_kb() {
     local total=0 p r
     for p in "$1" $(descendants "$1"); do
@@ -79,17 +70,6 @@ tree_rss_kb() {
         total=$((total + ${r:-0}))
     done
     echo "$total"
-}
-stop_tree() {
-    local all; all="$1 $(descendants "$1")"
-    kill $all 2>/dev/null || true
-    for _ in $(seq 30); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL $all 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-}
-# Kernel drops on the UDP sockets bound to 127.0.0.1:PORT (/proc/net/udp, last column).
-udp_drops() {
-    awk -v a="$(printf '0100007F:%04X' "$1")" '$2 == a {d += $NF} END {print d + 0}' /proc/net/udp
 }
 wait_udp() { # port: until a socket is bound there (at most 10 s)
     local a; a=$(printf '0100007F:%04X' "$1")

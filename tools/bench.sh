@@ -78,14 +78,7 @@ cargo build --release --bins --quiet
 bin=target/release
 load="$bin/reflex-load"
 
-port() { echo $((20000 + RANDOM % 30000)); }
-
-# CPU seconds (user + system) of a process so far.
-cpu_of() {
-    local ticks
-    ticks=$(awk '{print $14 + $15}' "/proc/$1/stat")
-    python3 -c "import os,sys; print(int(sys.argv[1]) / os.sysconf('SC_CLK_TCK'))" "$ticks"
-}
+. tools/bench-lib.sh
 
 sender() { # target, rate
     "$load" sflow --target "$1" --rate "$2" --count "$count" --duration "$secs" --batch 64 \
@@ -152,32 +145,6 @@ TOML
     local sent; sent=$(jq .datagrams "$out/send-reflexd-$1-$2.json")
     local nspd; nspd=$(python3 -c "print(f'{1e9*($cpu1-$cpu0)/max($got,1):.0f}')")
     say "reflexd rate=$1 workers=$2: sent $sent at $(jq -r '.datagrams_per_s|floor' "$out/send-reflexd-$1-$2.json")/s, counted $got ($(python3 -c "print(f'{100*(1-$got/$sent):.2f}')")% loss, kernel drops $(jq .sflow.kernel_drops "$out/reflexd-$1-$2.json")), $nspd ns CPU/datagram (incl. the 1 s settle polls)"
-}
-
-# Drops counted by the kernel on the UDP socket bound to 127.0.0.1:PORT (/proc/net/udp).
-udp_drops() {
-    awk -v a="$(printf '0100007F:%04X' "$1")" '$2 == a {d += $NF} END {print d + 0}' /proc/net/udp
-}
-
-descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
-
-# CPU seconds of a process and all its descendants.
-tree_cpu() {
-    local total=0 p
-    for p in "$1" $(descendants "$1"); do
-        [ -r "/proc/$p/stat" ] && total=$(python3 -c "print($total + $(cpu_of "$p"))")
-    done
-    echo "$total"
-}
-
-# Stops a process and its descendants: TERM, then KILL after 2 s (sfacctd's core process
-# can sit with SIGTERM blocked).
-stop_tree() {
-    local all; all="$1 $(descendants "$1")"
-    kill $all 2>/dev/null || true
-    for _ in $(seq 20); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL $all 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
 }
 
 # A peer collector fed by the same sender; received = sent - kernel socket drops.
