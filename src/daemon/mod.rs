@@ -120,20 +120,13 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
 
     // Bind everything before starting anything.
     let control = Server::bind(&config.control.socket, config.control.group.as_deref())?;
-    if config.sflow.listen.port() != 0 {
-        crate::io::udp::probe_exclusive(config.sflow.listen)
-            .with_context(|| format!("cannot listen for sFlow on udp {}", config.sflow.listen))?;
-    }
-    let mut sockets = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        let s = crate::io::udp::bind_ingest(
-            config.sflow.listen,
-            config.sflow.rcvbuf,
-            Duration::from_millis(100),
-        )
-        .with_context(|| format!("cannot listen for sFlow on udp {}", config.sflow.listen))?;
-        sockets.push(s);
-    }
+    let sockets = crate::io::udp::bind_ingest_group(
+        config.sflow.listen,
+        workers,
+        config.sflow.rcvbuf,
+        Duration::from_millis(100),
+    )
+    .with_context(|| format!("cannot listen for sFlow on udp {}", config.sflow.listen))?;
     let openflow_server = OpenflowServer::bind(config.openflow.listen)?;
     let metrics = crate::metrics::bind(config.metrics.listen)?;
     let rcvbuf = sockets.first().map_or(0, crate::io::udp::rcvbuf);

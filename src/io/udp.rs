@@ -24,10 +24,32 @@ pub fn bind_ingest(addr: SocketAddr, rcvbuf: usize, timeout: Duration) -> io::Re
     Ok(socket.into())
 }
 
-/// Fails with `AddrInUse` if any socket already holds `addr`, even an SO_REUSEPORT one of
-/// the same user (which a second reflexd's workers would otherwise silently join, splitting
-/// the agents' datagrams between two daemons). Call it right before [`bind_ingest`].
-pub fn probe_exclusive(addr: SocketAddr) -> io::Result<()> {
+/// Binds `count` (at least one) SO_REUSEPORT sockets sharing one address, as the ingest
+/// workers do. The group is exclusive: if anything already holds `addr`, even an
+/// SO_REUSEPORT socket of the same user (another reflexd, whose workers the new sockets
+/// would otherwise silently join and split the agents' datagrams with), it fails with
+/// `AddrInUse`. With port 0 the kernel picks a port for the first socket and the others
+/// join it.
+pub fn bind_ingest_group(
+    addr: SocketAddr,
+    count: usize,
+    rcvbuf: usize,
+    timeout: Duration,
+) -> io::Result<Vec<UdpSocket>> {
+    if addr.port() != 0 {
+        probe_exclusive(addr)?;
+    }
+    let first = bind_ingest(addr, rcvbuf, timeout)?;
+    let shared = first.local_addr()?;
+    let mut group = vec![first];
+    for _ in 1..count {
+        group.push(bind_ingest(shared, rcvbuf, timeout)?);
+    }
+    Ok(group)
+}
+
+/// A plain bind (no SO_REUSEPORT) that fails if any socket holds `addr`.
+fn probe_exclusive(addr: SocketAddr) -> io::Result<()> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         let _ = socket.set_only_v6(false);
@@ -97,18 +119,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_held_port_fails_the_probe_and_a_free_one_passes() {
-        let a = bind_ingest(
-            "127.0.0.1:0".parse().unwrap(),
-            1 << 16,
-            Duration::from_millis(10),
-        )
-        .unwrap();
-        let held = a.local_addr().unwrap();
-        let e = probe_exclusive(held).unwrap_err();
+    fn a_group_is_exclusive_and_port_0_gives_all_members_one_port() {
+        let t = Duration::from_millis(10);
+        let group = bind_ingest_group("127.0.0.1:0".parse().unwrap(), 3, 1 << 16, t).unwrap();
+        let held = group[0].local_addr().unwrap();
+        assert_ne!(held.port(), 0);
+        assert!(group.iter().all(|s| s.local_addr().unwrap() == held));
+        // A second group (say, another reflexd) is refused, not merged in.
+        let e = bind_ingest_group(held, 1, 1 << 16, t).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
-        drop(a);
-        probe_exclusive(held).unwrap();
+        drop(group);
+        assert_eq!(bind_ingest_group(held, 2, 1 << 16, t).unwrap().len(), 2);
     }
 
     #[test]

@@ -44,8 +44,11 @@ pub struct DrainArgs {
 pub fn run(args: DrainArgs) -> anyhow::Result<()> {
     let listen = loopback(args.listen, "drain address")?;
     report::within("--batch", args.batch, 1, 1024)?;
-    let socket = udp::bind_ingest(listen, args.rcvbuf, Duration::from_millis(50))
-        .with_context(|| format!("cannot listen on udp {listen}"))?;
+    let socket = udp::bind_ingest_group(listen, 1, args.rcvbuf, Duration::from_millis(50))
+        .with_context(|| format!("cannot listen on udp {listen}"))?
+        .into_iter()
+        .next()
+        .context("no socket bound")?;
     let bound = socket.local_addr()?;
     // Tests and scripts read the bound port from this line.
     eprintln!("drain: listening on {bound}");
