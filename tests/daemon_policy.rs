@@ -25,17 +25,7 @@ fn operator_events_change_state_and_rules() {
     let port = free_udp_port();
     let d = start(tempfile::tempdir().unwrap(), port);
     let before = d.ctl_json(&["policy"]);
-    let out = d
-        .ctl(&[
-            "event",
-            "-i",
-            "10.0.0.1",
-            "-e",
-            "auth",
-            "-V",
-            "authenticated",
-        ])
-        .unwrap();
+    let out = d.auth("10.0.0.1", "authenticated").unwrap();
     assert!(out.contains("auth(10.0.0.1) -> authenticated"), "{out}");
     let state = d.ctl_json(&["state", "-e", "auth", "-i", "10.0.0.1"]);
     assert_eq!(state["state"], "authenticated");
@@ -99,8 +89,7 @@ fn a_flood_in_the_ovs_capture_clears_its_source() {
     let port = free_udp_port();
     let d = start(tempfile::tempdir().unwrap(), port);
     for host in ["10.0.0.1", "10.0.0.2", "10.0.0.3"] {
-        d.ctl(&["event", "-i", host, "-e", "auth", "-V", "authenticated"])
-            .unwrap();
+        d.auth(host, "authenticated").unwrap();
     }
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     for dg in ovs_sflow_datagrams() {
@@ -157,16 +146,7 @@ fn acknowledged_states_and_holds_survive_kill_9() {
     let port = free_udp_port();
     let mut d = start(tempfile::tempdir().unwrap(), port);
     for i in 1..=20 {
-        d.ctl(&[
-            "event",
-            "-i",
-            &format!("10.0.1.{i}"),
-            "-e",
-            "auth",
-            "-V",
-            "authenticated",
-        ])
-        .unwrap();
+        d.auth(&format!("10.0.1.{i}"), "authenticated").unwrap();
     }
     d.ctl(&[
         "event",
@@ -295,16 +275,7 @@ fn a_host_let_back_in_is_watched_afresh_and_blocked_by_a_second_flood() {
             .count()
     };
     for round in 1..=2 {
-        d.ctl(&[
-            "event",
-            "-i",
-            "10.0.0.1",
-            "-e",
-            "auth",
-            "-V",
-            "authenticated",
-        ])
-        .unwrap();
+        d.auth("10.0.0.1", "authenticated").unwrap();
         replay();
         d.wait_for(Duration::from_secs(10), "h1 cleared", || {
             let s = d.ctl_json(&["state", "-e", "auth", "-i", "10.0.0.1"]);

@@ -564,7 +564,7 @@ impl Experiment {
 
     fn set_state(&self, host: usize, state: &str) {
         self.d()
-            .ctl(&["event", "-i", &ip(host), "-e", "auth", "-V", state])
+            .auth(&ip(host), state)
             .unwrap_or_else(|e| panic!("reflexctl event {host} {state}: {e}"));
     }
 

@@ -186,16 +186,7 @@ fn packet_ins_from_the_learning_table_are_flooded_then_learnt() {
         "{text}"
     );
     // A policy delta after learning touches only the policy's entry, never learnt flows.
-    d.ctl(&[
-        "event",
-        "-i",
-        "10.0.0.1",
-        "-e",
-        "auth",
-        "-V",
-        "authenticated",
-    ])
-    .expect("event");
+    d.auth("10.0.0.1", "authenticated").expect("event");
     let mods = sw.batch();
     assert_eq!(mods.len(), 1, "{mods:?}");
     assert_eq!(

@@ -53,8 +53,7 @@ fn wait_in_sync(d: &Daemon, dpid: &str) -> serde_json::Value {
 }
 
 fn auth(d: &Daemon, state: &str) {
-    d.ctl(&["event", "-i", "10.0.0.1", "-e", "auth", "-V", state])
-        .expect("event");
+    d.auth("10.0.0.1", state).expect("event");
 }
 
 fn host_rule() -> EntryKey {

@@ -155,6 +155,11 @@ impl Daemon {
         d
     }
 
+    /// `reflexctl event -i HOST -e auth -V STATE`.
+    pub fn auth(&self, host: &str, state: &str) -> Result<String, String> {
+        self.ctl(&["event", "-i", host, "-e", "auth", "-V", state])
+    }
+
     /// Runs reflexctl against this daemon; Ok(stdout) on success, Err(stderr) otherwise.
     pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
         let out = Command::new(env!("CARGO_BIN_EXE_reflexctl"))
