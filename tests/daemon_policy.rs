@@ -258,7 +258,14 @@ fn every_acknowledged_event_survives_a_kill_9_in_mid_stream() {
 #[test]
 fn a_host_let_back_in_is_watched_afresh_and_blocked_by_a_second_flood() {
     let port = free_udp_port();
-    let d = start(tempfile::tempdir().unwrap(), port);
+    // A 10-minute hysteresis: without the re-arm, the second flood could not fire.
+    let config = reflex::config::DEFAULT_TOML.replace("timeout = 10.0", "timeout = 600.0");
+    assert_ne!(config, reflex::config::DEFAULT_TOML);
+    let d = Daemon::start_in(
+        tempfile::tempdir().unwrap(),
+        &config,
+        &["--sflow", &format!("127.0.0.1:{port}"), "--workers", "1"],
+    );
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let replay = || {
         for dg in ovs_sflow_datagrams() {
@@ -274,14 +281,32 @@ fn a_host_let_back_in_is_watched_afresh_and_blocked_by_a_second_flood() {
             .filter(|e| e["key"] == "10.0.0.1")
             .count()
     };
+    let h1_rate = || {
+        d.ctl_json(&["flows", "ddos"])["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["key"] == "10.0.0.1")
+            .map_or(0.0, |k| k["rate"].as_f64().unwrap())
+    };
     for round in 1..=2 {
         d.auth("10.0.0.1", "authenticated").unwrap();
+        if round > 1 {
+            // Late samples of the last flood never block it again: its estimate first
+            // decays below the threshold (the re-arm waives the timeout, not the rate).
+            // Reports lag by up to 100 ms, so see the flood's rate before its decay.
+            d.wait_for(Duration::from_secs(10), "h1's rate reported", || {
+                (h1_rate() > 100.0).then_some(())
+            });
+            d.wait_for(Duration::from_secs(20), "h1's rate below 100/s", || {
+                (h1_rate() < 100.0).then_some(())
+            });
+        }
         replay();
         d.wait_for(Duration::from_secs(10), "h1 cleared", || {
             let s = d.ctl_json(&["state", "-e", "auth", "-i", "10.0.0.1"]);
             (s["state"] == "clear").then_some(())
         });
-        // Well inside the 10 s hysteresis: only the re-arm lets the second flood fire.
         assert_eq!(h1_events(), round, "round {round}");
     }
     let stats = d.ctl_json(&["stats"]);

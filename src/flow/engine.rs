@@ -251,18 +251,46 @@ mod tests {
     }
 
     #[test]
-    fn a_rearmed_key_fires_again_at_once() {
+    fn a_rearmed_key_waits_for_its_rate_to_fall_but_not_for_the_timeout() {
+        // t = 0.5 s, value 100/s, timeout 10 s: a flood at 1 kframes/s, sampled 1-in-10.
         let mut e = engine(1.0);
-        assert_eq!(feed(&mut e, 20, 10).len(), 1);
-        assert!(feed(&mut e, 20, 10).is_empty(), "disarmed while above");
+        let s = icmp_sample();
         let key = {
             let mut k = FlowKey::EMPTY;
-            assert!(e.flows[0].def.key_of(&icmp_sample(), &mut k));
+            assert!(e.flows[0].def.key_of(&s, &mut k));
             k
         };
+        let flood = |e: &mut FlowEngine, from_ms: u64| {
+            let mut fired = 0;
+            for i in 0..100 {
+                e.observe(&s, (from_ms + i * 10) * MS, &mut |_| fired += 1);
+            }
+            fired
+        };
+        assert_eq!(flood(&mut e, 1000), 1);
         assert!(e.rearm(0, &key));
-        assert!(!e.rearm(0, &key), "already armed");
-        assert_eq!(feed(&mut e, 1, 10).len(), 1);
+        // A late sample of the same flood: the rate is still above, so no second event.
+        e.observe(&s, 2000 * MS, &mut |_| panic!("stale evidence fired"));
+        // 3 s later the rate has decayed below 100/s, well inside the 10 s timeout: a new
+        // flood fires again. Without the re-arm it would not until 10 s below.
+        assert_eq!(flood(&mut e, 5000), 1);
+        // The waiver is spent: the key is disarmed again with the normal timeout, also when
+        // the first sample after the re-arm is already above (re-armed and fired in place).
+        assert_eq!(flood(&mut e, 9000), 0);
+        assert!(e.rearm(0, &key));
+        let mut heavy = s;
+        heavy.sampling_rate = 100;
+        let mut fired = 0;
+        // One 1-in-100 sample is a 200/s estimate: fires in place on the re-armed slot...
+        e.observe(&heavy, 13_000 * MS, &mut |_| fired += 1);
+        assert_eq!(fired, 1);
+        // ...which spends the waiver: the next one, 2 s later, is inside the timeout again.
+        e.observe(&heavy, 15_000 * MS, &mut |_| fired += 1);
+        assert_eq!(fired, 1);
+        assert!(
+            !e.rearm(0, &FlowKey::EMPTY),
+            "an armed key has nothing to re-arm"
+        );
     }
 
     #[test]

@@ -61,6 +61,9 @@ pub struct ThresholdState {
     hashes: Vec<u64>,
     /// Per slot: when its rate is (projected to be) at or below `value` from.
     below_at: Vec<u64>,
+    /// Per slot: the timeout is waived (the policy let the key back in), so the key re-arms
+    /// as soon as its rate is below `value`.
+    waived: Vec<bool>,
     /// Slots in use, keyed by re-arm time (`below_at + timeout`) for eviction.
     rearm: SlotHeap<u64>,
     index: SlotIndex,
@@ -88,6 +91,7 @@ impl ThresholdState {
             keys: vec![FlowKey::EMPTY; n],
             hashes: vec![0; n],
             below_at: vec![0; n],
+            waived: vec![false; n],
             rearm: SlotHeap::new(n),
             index: SlotIndex::new(n),
             free: (0..n as u32).rev().collect(),
@@ -220,13 +224,16 @@ impl ThresholdState {
             return Self::fire(key, rate, now_ns);
         };
         let below = self.below_at[slot];
-        if self.rearmed(below, now_ns) {
-            // It stayed below for the whole timeout since we last saw it: re-armed.
+        if self.slot_rearmed(slot, below, now_ns) {
+            // It stayed below for the whole timeout (or was let back in) since we last saw
+            // it: re-armed.
             if above && !evident {
                 // Armed, above, but not enough samples yet: stays armed, untouched.
                 return None;
             }
             if above {
+                // Fires and is disarmed again, with the normal timeout.
+                self.waived[slot] = false;
                 let b = self.projected_below(rate, now_ns);
                 self.set_below(slot, b);
                 return Self::fire(key, rate, now_ns);
@@ -245,9 +252,11 @@ impl ThresholdState {
         None
     }
 
-    /// Re-arms `key` at once (per-key thresholds): the next sample above `value` fires
-    /// again. Used when the policy lets a blocked key back in, so that a second flood right
-    /// after re-admission is caught instead of waiting out the hysteresis.
+    /// Waives the hysteresis timeout of a disarmed `key` (per-key thresholds): it re-arms
+    /// as soon as its smoothed rate is at or below `value`, not `timeout` later. Used when
+    /// the policy lets a blocked key back in: a new flood after re-admission is caught at
+    /// once, while late samples of the flood that got it blocked (still above `value`)
+    /// keep it disarmed instead of blocking it again. False if the key was armed.
     pub fn rearm(&mut self, key: &FlowKey, hash: u64) -> bool {
         if !self.cfg.by_flow {
             return false;
@@ -255,17 +264,32 @@ impl ThresholdState {
         let keys = &self.keys;
         match self.index.find(hash, |s| keys.get(s) == Some(key)) {
             Some(slot) => {
-                self.remove(slot);
+                self.waived[slot] = true;
+                self.set_below(slot, self.below_at[slot]);
                 true
             }
             None => false,
         }
     }
 
+    /// The hysteresis of `slot`: the configured timeout, or none once waived.
+    fn timeout_of(&self, slot: usize) -> u64 {
+        if self.waived[slot] {
+            0
+        } else {
+            self.cfg.timeout_ns
+        }
+    }
+
+    fn slot_rearmed(&self, slot: usize, below_ns: u64, now_ns: u64) -> bool {
+        let at = below_ns.saturating_add(self.timeout_of(slot));
+        at != u64::MAX && now_ns >= at
+    }
+
     fn set_below(&mut self, slot: usize, below: u64) {
         self.below_at[slot] = below;
-        self.rearm
-            .set(slot, below.saturating_add(self.cfg.timeout_ns));
+        let at = below.saturating_add(self.timeout_of(slot));
+        self.rearm.set(slot, at);
     }
 
     fn insert(&mut self, key: &FlowKey, hash: u64, below: u64) {
@@ -282,6 +306,7 @@ impl ThresholdState {
         };
         self.keys[slot] = *key;
         self.hashes[slot] = hash;
+        self.waived[slot] = false;
         self.index.insert(hash, slot);
         self.set_below(slot, below);
     }
