@@ -16,7 +16,7 @@ use crate::flow::key::FlowKey;
 use crate::flow::sample::Sample;
 use crate::io::mmsg::RecvBatch;
 use crate::packet::{parse_sampled_header_into, HeaderKeys};
-use crate::sflow::{self, AgentId, DecodeError, FlowRecord, SampledIp};
+use crate::sflow::{self, AgentId, DecodeError, PacketRecord, SampledIp, ScannedSample};
 
 /// A threshold event on its way to the policy thread.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -287,53 +287,45 @@ impl IngestCore {
             SequenceCheck::First | SequenceCheck::InOrder => {}
         }
         let agent = dg.agent.address;
-        for sample in dg.samples() {
-            match sample? {
-                sflow::Sample::Flow(fs) => {
-                    self.counters.flow_samples += 1;
-                    // Built in place: the header keys are written straight into the sample
-                    // rather than moved through an `Option` and copied again.
-                    let mut sample = Sample {
-                        agent,
-                        source: fs.source,
-                        input: fs.input,
-                        output: fs.output,
-                        sampling_rate: fs.sampling_rate.max(1),
-                        frame_length: 0,
-                        keys: HeaderKeys::default(),
-                    };
-                    let mut have_keys = false;
-                    for record in fs.records() {
-                        match record? {
-                            FlowRecord::SampledHeader(h) if !have_keys => {
-                                parse_sampled_header_into(h.protocol, h.header, &mut sample.keys);
-                                sample.frame_length = h.frame_length;
-                                have_keys = true;
-                            }
-                            FlowRecord::SampledIpv4(ip) | FlowRecord::SampledIpv6(ip)
-                                if !have_keys =>
-                            {
-                                sample.keys = keys_from_sampled_ip(&ip);
-                                sample.frame_length = ip.length;
-                                have_keys = true;
-                            }
-                            _ => {}
+        let (engine, counters, agents) = (&mut self.engine, &mut self.counters, &mut self.agents);
+        dg.scan(|scanned| match scanned {
+            ScannedSample::Flow(head, record) => {
+                counters.flow_samples += 1;
+                // Built in place: the header keys are written straight into the sample
+                // rather than moved through an `Option` and copied again.
+                let mut sample = Sample {
+                    agent,
+                    source: head.source,
+                    input: head.input,
+                    output: head.output,
+                    sampling_rate: head.sampling_rate.max(1),
+                    frame_length: 0,
+                    keys: HeaderKeys::default(),
+                };
+                match record {
+                    PacketRecord::Header(h) => {
+                        parse_sampled_header_into(h.protocol, h.header, &mut sample.keys);
+                        sample.frame_length = h.frame_length;
+                    }
+                    PacketRecord::Ipv4(_) | PacketRecord::Ipv6(_) => {
+                        if let Some(ip) = record.ip() {
+                            sample.keys = keys_from_sampled_ip(&ip);
+                            sample.frame_length = ip.length;
                         }
                     }
-                    if fs.drops != 0 {
-                        self.agents.set_drops(&dg.agent, fs.drops);
-                    }
-                    let counters = &mut self.counters;
-                    self.engine.observe(&sample, now_ns, &mut |detection| {
-                        counters.detections += 1;
-                        on(AgentDetection { detection, agent });
-                    });
+                    PacketRecord::None => {}
                 }
-                sflow::Sample::Counters(_) => self.counters.counter_samples += 1,
-                sflow::Sample::Other { .. } => self.counters.other_samples += 1,
+                if head.drops != 0 {
+                    agents.set_drops(&dg.agent, head.drops);
+                }
+                engine.observe(&sample, now_ns, &mut |detection| {
+                    counters.detections += 1;
+                    on(AgentDetection { detection, agent });
+                });
             }
-        }
-        Ok(())
+            ScannedSample::Counters => counters.counter_samples += 1,
+            ScannedSample::Other => counters.other_samples += 1,
+        })
     }
 
     /// Re-arms a threshold for a key (see [`FlowEngine::rearm`]).

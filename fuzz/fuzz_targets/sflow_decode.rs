@@ -1,10 +1,11 @@
 //! Fuzz target: decodes arbitrary bytes as an sFlow v5 datagram, walks every sample and
-//! record, and checks that whatever decodes re-emits to bytes that decode to the same repr.
+//! record, checks that the one-pass scan of the ingest path agrees with that walk, and that
+//! whatever decodes re-emits to bytes that decode to the same repr.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use reflex::sflow::{parse_datagram, DatagramRepr, Sample};
+use reflex::sflow::{parse_datagram, scan_collected, scan_reference, DatagramRepr, Sample};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(datagram) = parse_datagram(data) else {
@@ -24,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     assert!(u64::from(items) <= u64::from(datagram.sample_count) + 1);
+    assert_eq!(scan_collected(&datagram), scan_reference(&datagram));
 
     if let Ok(repr) = DatagramRepr::parse(&datagram) {
         let mut out = vec![0u8; repr.buffer_len()];

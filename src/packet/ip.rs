@@ -43,7 +43,30 @@ pub fn parse_ipv6(packet: &[u8]) -> HeaderKeys {
 }
 
 /// Fills the IPv4 (and transport) keys present in `p` into `keys`.
+#[inline]
 pub(super) fn ipv4_into(p: &[u8], keys: &mut HeaderKeys) {
+    // Common case first: a whole option-less header (one length check), then the transport.
+    if let Some(h) = p.first_chunk::<20>() {
+        let [first, tos, _, _, _, _, f0, f1, ttl, proto, _, _, s0, s1, s2, s3, d0, d1, d2, d3] = *h;
+        if first == 0x45 {
+            keys.ip_tos = Some(tos);
+            keys.ip_ttl = Some(ttl);
+            keys.ip_proto = Some(proto);
+            keys.ip_src = Some(IpAddr::V4(Ipv4Addr::new(s0, s1, s2, s3)));
+            keys.ip_dst = Some(IpAddr::V4(Ipv4Addr::new(d0, d1, d2, d3)));
+            if u16::from_be_bytes([f0, f1]) & 0x1FFF != 0 {
+                keys.fragment = true;
+            } else if let Some(l4) = p.get(20..) {
+                transport::parse_into(proto, l4, keys);
+            }
+            return;
+        }
+    }
+    ipv4_checked(p, keys)
+}
+
+/// [`ipv4_into`] field by field, for headers with options or cut short.
+fn ipv4_checked(p: &[u8], keys: &mut HeaderKeys) {
     let Some(&first) = p.first() else { return };
     if first >> 4 != 4 {
         return;

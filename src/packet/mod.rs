@@ -105,13 +105,20 @@ pub fn parse_ethernet(frame: &[u8]) -> HeaderKeys {
 /// [`HeaderKeys::default`] (the fields the frame lacks are left as they are).
 #[inline]
 fn ethernet_into(frame: &[u8], keys: &mut HeaderKeys) {
-    keys.eth_dst = array_at(frame, 0);
-    keys.eth_src = array_at(frame, 6);
-    let mut offset = 12;
-    let Some(mut ethertype) = be16(frame, offset) else {
-        return;
+    // Common case first: the whole Ethernet header survived the cut (one length check).
+    let (mut ethertype, mut offset) = match frame.first_chunk::<14>() {
+        Some(h) => {
+            let [d0, d1, d2, d3, d4, d5, s0, s1, s2, s3, s4, s5, t0, t1] = *h;
+            keys.eth_dst = Some([d0, d1, d2, d3, d4, d5]);
+            keys.eth_src = Some([s0, s1, s2, s3, s4, s5]);
+            (u16::from_be_bytes([t0, t1]), 14)
+        }
+        None => {
+            keys.eth_dst = array_at(frame, 0);
+            keys.eth_src = array_at(frame, 6);
+            return;
+        }
     };
-    offset += 2;
     let mut tags = 0;
     while matches!(
         ethertype,

@@ -9,6 +9,7 @@ const PROTO_ICMPV6: u8 = 58;
 const PROTO_SCTP: u8 = 132;
 
 /// Fills the keys of the transport header `l4` (protocol `proto`) that are present.
+#[inline]
 pub(super) fn parse_into(proto: u8, l4: &[u8], keys: &mut HeaderKeys) {
     match proto {
         PROTO_TCP | PROTO_UDP | PROTO_SCTP => {

@@ -88,7 +88,7 @@ impl DataSource {
 
 /// Views a fixed layout at the start of `bytes`.
 #[inline]
-fn view<T: FromBytes + zerocopy::KnownLayout + zerocopy::Immutable>(
+pub(super) fn view<T: FromBytes + zerocopy::KnownLayout + zerocopy::Immutable>(
     bytes: &[u8],
 ) -> Result<(&T, &[u8]), DecodeError> {
     T::ref_from_prefix(bytes).map_err(|_| DecodeError::Truncated)
@@ -96,7 +96,7 @@ fn view<T: FromBytes + zerocopy::KnownLayout + zerocopy::Immutable>(
 
 /// Views a record whose data must be exactly one fixed layout.
 #[inline]
-fn exact<T: FromBytes + zerocopy::KnownLayout + zerocopy::Immutable>(
+pub(super) fn exact<T: FromBytes + zerocopy::KnownLayout + zerocopy::Immutable>(
     data: &[u8],
 ) -> Result<&T, DecodeError> {
     let (value, rest) = view::<T>(data)?;
@@ -109,7 +109,7 @@ fn exact<T: FromBytes + zerocopy::KnownLayout + zerocopy::Immutable>(
 
 /// Rejects a count that cannot fit: every sample or record takes at least 8 bytes.
 #[inline]
-fn check_count(count: u32, body: &[u8]) -> Result<(), DecodeError> {
+pub(super) fn check_count(count: u32, body: &[u8]) -> Result<(), DecodeError> {
     if count as usize > body.len() / wire::RECORD_HEADER_LEN {
         Err(DecodeError::CountMismatch)
     } else {
@@ -165,6 +165,12 @@ pub struct Datagram<'a> {
 }
 
 impl<'a> Datagram<'a> {
+    /// The bytes after the header: the samples.
+    #[inline]
+    pub(super) fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
     /// The samples, decoded one by one.
     #[inline]
     pub fn samples(&self) -> SampleIter<'a> {
@@ -432,32 +438,8 @@ impl<'a> FlowRecord<'a> {
     pub fn decode(raw: RawRecord<'a>) -> Result<FlowRecord<'a>, DecodeError> {
         match raw.data_format() {
             wire::SAMPLED_HEADER => SampledHeader::decode(raw.data).map(FlowRecord::SampledHeader),
-            wire::SAMPLED_IPV4 => {
-                let w = exact::<wire::SampledIpv4>(raw.data)?;
-                Ok(FlowRecord::SampledIpv4(SampledIp {
-                    length: w.length.get(),
-                    protocol: w.protocol.get(),
-                    src: IpAddr::V4(Ipv4Addr::from(w.src)),
-                    dst: IpAddr::V4(Ipv4Addr::from(w.dst)),
-                    src_port: w.src_port.get(),
-                    dst_port: w.dst_port.get(),
-                    tcp_flags: w.tcp_flags.get(),
-                    tos: w.tos.get(),
-                }))
-            }
-            wire::SAMPLED_IPV6 => {
-                let w = exact::<wire::SampledIpv6>(raw.data)?;
-                Ok(FlowRecord::SampledIpv6(SampledIp {
-                    length: w.length.get(),
-                    protocol: w.protocol.get(),
-                    src: IpAddr::V6(Ipv6Addr::from(w.src)),
-                    dst: IpAddr::V6(Ipv6Addr::from(w.dst)),
-                    src_port: w.src_port.get(),
-                    dst_port: w.dst_port.get(),
-                    tcp_flags: w.tcp_flags.get(),
-                    tos: w.priority.get(),
-                }))
-            }
+            wire::SAMPLED_IPV4 => Ok(FlowRecord::SampledIpv4(sampled_ip::ipv4(exact(raw.data)?))),
+            wire::SAMPLED_IPV6 => Ok(FlowRecord::SampledIpv6(sampled_ip::ipv6(exact(raw.data)?))),
             wire::EXTENDED_SWITCH => {
                 let w = exact::<wire::ExtendedSwitch>(raw.data)?;
                 Ok(FlowRecord::ExtendedSwitch(ExtendedSwitch {
@@ -515,7 +497,8 @@ pub struct SampledHeader<'a> {
 }
 
 impl<'a> SampledHeader<'a> {
-    fn decode(data: &'a [u8]) -> Result<SampledHeader<'a>, DecodeError> {
+    #[inline]
+    pub(super) fn decode(data: &'a [u8]) -> Result<SampledHeader<'a>, DecodeError> {
         let (w, rest) = view::<wire::SampledHeaderFixed>(data)?;
         let len = w.header_length.get() as usize;
         let padded = wire::padded(len).ok_or(DecodeError::Truncated)?;
@@ -553,6 +536,40 @@ pub struct SampledIp {
     pub tcp_flags: u32,
     /// IPv4 type of service, or IPv6 priority.
     pub tos: u32,
+}
+
+/// [`SampledIp`] from its two wire layouts.
+pub(super) mod sampled_ip {
+    use super::{wire, IpAddr, Ipv4Addr, Ipv6Addr, SampledIp};
+
+    #[inline]
+    pub fn ipv4(w: &wire::SampledIpv4) -> SampledIp {
+        SampledIp {
+            length: w.length.get(),
+            protocol: w.protocol.get(),
+            src: IpAddr::V4(Ipv4Addr::from(w.src)),
+            dst: IpAddr::V4(Ipv4Addr::from(w.dst)),
+            src_port: w.src_port.get(),
+            dst_port: w.dst_port.get(),
+            tcp_flags: w.tcp_flags.get(),
+            tos: w.tos.get(),
+        }
+    }
+
+    /// `tos` holds the IPv6 priority.
+    #[inline]
+    pub fn ipv6(w: &wire::SampledIpv6) -> SampledIp {
+        SampledIp {
+            length: w.length.get(),
+            protocol: w.protocol.get(),
+            src: IpAddr::V6(Ipv6Addr::from(w.src)),
+            dst: IpAddr::V6(Ipv6Addr::from(w.dst)),
+            src_port: w.src_port.get(),
+            dst_port: w.dst_port.get(),
+            tcp_flags: w.tcp_flags.get(),
+            tos: w.priority.get(),
+        }
+    }
 }
 
 /// extended_switch: VLAN and 802.1p priority on the way in and out.

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 mod decode;
 mod emit;
 mod error;
+mod scan;
 pub mod wire;
 
 #[cfg(test)]
@@ -24,6 +25,9 @@ pub use emit::{
     SampleRepr, SampledHeaderRepr,
 };
 pub use error::{DecodeError, EmitError};
+#[doc(hidden)]
+pub use scan::{scan_collected, scan_reference};
+pub use scan::{FlowSampleHead, PacketRecord, ScannedSample};
 
 /// An sFlow interface reference as carried in flow samples (input / output).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
