@@ -23,6 +23,16 @@ impl Interface {
     /// Decodes the compact `interface` word (2-bit format, 30-bit value).
     #[inline]
     pub fn from_compact(raw: u32) -> Result<Interface, DecodeError> {
+        // Nearly every sample names a plain ifIndex: one compare decides it.
+        if raw < COMPACT_VALUE_MASK {
+            return Ok(Interface::Ifindex(raw));
+        }
+        Interface::from_compact_other(raw)
+    }
+
+    /// [`Interface::from_compact`] for everything but a plain ifIndex.
+    #[inline]
+    fn from_compact_other(raw: u32) -> Result<Interface, DecodeError> {
         let value = raw & COMPACT_VALUE_MASK;
         match raw >> 30 {
             0 if value == COMPACT_VALUE_MASK => Ok(Interface::Unknown),
