@@ -5,9 +5,15 @@
 //! then disarmed until its rate has stayed at or below `value` for `timeout`, after which it
 //! re-arms and may fire again. There is no periodic scan: between two updates of a key its
 //! smoothed rate only decays, deterministically with `τ`, so from the last rate `r` seen at
-//! `t` the moment it fell to `value` is `t + τ·ln(r / value)`. Each disarmed key stores that
-//! projected "below since" time; when the key is next seen, `now ≥ below + timeout` means it
-//! re-armed in the meantime.
+//! `t` the moment it fell to `value` is `t + τ·ln(r / value)`; when the key is next seen,
+//! `now ≥ below + timeout` means it re-armed in the meantime.
+//!
+//! Per-key thresholds keep that projection without a logarithm on the per-sample path: a
+//! disarmed key stores its *level*, the highest `r·e^{(t−L)/τ}` seen (forward decay from a
+//! landmark `L`, as the sketch does). The projected below time `L + τ·ln(level / value)` is
+//! monotone in the level, so "still above, push the re-arm out" is a multiply and a max, and
+//! "re-armed by now" is `level·e^{timeout/τ} ≤ value·e^{(now−L)/τ}`, whose right side is one
+//! number per timestamp.
 //!
 //! `by_flow = false` keeps one armed state for the whole threshold: one event, naming the key
 //! that crossed, then silence until *every* key has been below `value` for `timeout`. The
@@ -21,7 +27,7 @@
 //! seen again stay counted in [`ThresholdState::triggered`] until evicted.
 
 use super::key::FlowKey;
-use super::sketch::sanitize_tau;
+use super::sketch::{sanitize_tau, ForwardDecay};
 use super::topk::{SlotHeap, SlotIndex};
 
 /// Largest accepted table capacity; larger requests are clamped.
@@ -59,16 +65,22 @@ pub struct ThresholdState {
     /// Per slot: the disarmed key.
     keys: Vec<FlowKey>,
     hashes: Vec<u64>,
-    /// Per slot: when its rate is (projected to be) at or below `value` from.
-    below_at: Vec<u64>,
+    /// Per slot: the key's level (see the module docs), in landmark units of `decay`.
+    level: Vec<f64>,
     /// Per slot: the timeout is waived (the policy let the key back in), so the key re-arms
     /// as soon as its rate is below `value`.
     waived: Vec<bool>,
-    /// Slots in use, keyed by re-arm time (`below_at + timeout`) for eviction.
-    rearm: SlotHeap<u64>,
+    /// Slots in use, keyed by re-arm order ([`ThresholdState::rearm_key`]) for eviction.
+    /// Keys may lag behind a level that rose since (rises are frequent, evictions rare):
+    /// eviction brings a stale minimum up to date before it trusts it.
+    rearm: SlotHeap<f64>,
     index: SlotIndex,
     /// Slots not in use.
     free: Vec<u32>,
+    /// Landmark clock of the levels.
+    decay: ForwardDecay,
+    /// `e^{timeout/τ}`: a level re-arms once `level · grow ≤ value · up`.
+    grow: f64,
     /// `by_flow = false`: `None` when armed, else the projected time every key is below.
     global_below_at: Option<u64>,
 }
@@ -85,16 +97,19 @@ impl ThresholdState {
             capacity: n.max(1),
             ..cfg
         };
+        let tau_secs = sanitize_tau(tau_secs);
         Self {
             cfg,
-            tau_ns: sanitize_tau(tau_secs) * 1e9,
+            tau_ns: tau_secs * 1e9,
             keys: vec![FlowKey::EMPTY; n],
             hashes: vec![0; n],
-            below_at: vec![0; n],
+            level: vec![0.0; n],
             waived: vec![false; n],
             rearm: SlotHeap::new(n),
             index: SlotIndex::new(n),
             free: (0..n as u32).rev().collect(),
+            decay: ForwardDecay::new(tau_secs),
+            grow: (cfg.timeout_ns as f64 / (tau_secs * 1e9)).exp(),
             global_below_at: None,
         }
     }
@@ -212,6 +227,10 @@ impl ThresholdState {
         now_ns: u64,
         evident: bool,
     ) -> Option<Crossing> {
+        if let Some(scale) = self.decay.advance(now_ns) {
+            self.rescale(scale);
+        }
+        let up = self.decay.up();
         let above = rate > self.cfg.value;
         let keys = &self.keys;
         let Some(slot) = self.index.find(hash, |s| keys.get(s) == Some(key)) else {
@@ -219,12 +238,13 @@ impl ThresholdState {
             if !above || !evident {
                 return None;
             }
-            let below = self.projected_below(rate, now_ns);
-            self.insert(key, hash, below);
+            self.insert(key, hash, self.level_of(rate, up));
             return Self::fire(key, rate, now_ns);
         };
-        let below = self.below_at[slot];
-        if self.slot_rearmed(slot, below, now_ns) {
+        // A level at or below this one has decayed to `value` by now.
+        let limit = self.cfg.value * up;
+        let level = self.level[slot];
+        if self.slot_rearmed(slot, level, limit) {
             // It stayed below for the whole timeout (or was let back in) since we last saw
             // it: re-armed.
             if above && !evident {
@@ -234,22 +254,71 @@ impl ThresholdState {
             if above {
                 // Fires and is disarmed again, with the normal timeout.
                 self.waived[slot] = false;
-                let b = self.projected_below(rate, now_ns);
-                self.set_below(slot, b);
+                self.level[slot] = self.level_of(rate, up);
+                self.rearm.set(slot, self.rearm_key(slot));
                 return Self::fire(key, rate, now_ns);
             }
             self.remove(slot);
             return None;
         }
-        let b = if above {
-            below.max(self.projected_below(rate, now_ns))
-        } else {
-            below.min(now_ns)
-        };
-        if b != below {
-            self.set_below(slot, b);
+        if above {
+            // Still above: the re-arm moves out (the heap catches up at eviction).
+            let l = self.level_of(rate, up);
+            if l > level {
+                self.level[slot] = l;
+            }
+        } else if level > limit && self.reachable() {
+            // Below now although the projection said later: below from now on.
+            self.level[slot] = limit;
+            self.rearm.set(slot, self.rearm_key(slot));
         }
         None
+    }
+
+    /// A threshold that decay can reach (the configuration accepts no other).
+    #[inline]
+    fn reachable(&self) -> bool {
+        self.cfg.value > 0.0 && self.cfg.value.is_finite()
+    }
+
+    /// The level of `rate` above the threshold at the timestamp whose factor is `up`;
+    /// infinite (never below) if the threshold cannot be reached by decay.
+    #[inline]
+    fn level_of(&self, rate: f64, up: f64) -> f64 {
+        if self.reachable() {
+            rate * up
+        } else {
+            f64::INFINITY
+        }
+    }
+
+    /// Whether `slot`, at `level`, has re-armed by the timestamp whose limit is `limit`.
+    #[inline]
+    fn slot_rearmed(&self, slot: usize, level: f64, limit: f64) -> bool {
+        if self.waived[slot] {
+            level <= limit
+        } else {
+            self.grow.is_finite() && level * self.grow <= limit
+        }
+    }
+
+    /// The slot's place in re-arm order: `e^{(rearm − L)/τ} · value`, never NaN.
+    #[inline]
+    fn rearm_key(&self, slot: usize) -> f64 {
+        let level = self.level[slot];
+        if self.waived[slot] {
+            level
+        } else {
+            (level * self.grow).max(level)
+        }
+    }
+
+    /// The landmark moved: every level (and heap key) is multiplied by `scale`.
+    fn rescale(&mut self, scale: f64) {
+        for l in &mut self.level {
+            *l *= scale;
+        }
+        self.rearm.map_priorities(|k| k * scale);
     }
 
     /// Waives the hysteresis timeout of a disarmed `key` (per-key thresholds): it re-arms
@@ -265,40 +334,29 @@ impl ThresholdState {
         match self.index.find(hash, |s| keys.get(s) == Some(key)) {
             Some(slot) => {
                 self.waived[slot] = true;
-                self.set_below(slot, self.below_at[slot]);
+                self.rearm.set(slot, self.rearm_key(slot));
                 true
             }
             None => false,
         }
     }
 
-    /// The hysteresis of `slot`: the configured timeout, or none once waived.
-    fn timeout_of(&self, slot: usize) -> u64 {
-        if self.waived[slot] {
-            0
-        } else {
-            self.cfg.timeout_ns
-        }
-    }
-
-    fn slot_rearmed(&self, slot: usize, below_ns: u64, now_ns: u64) -> bool {
-        let at = below_ns.saturating_add(self.timeout_of(slot));
-        at != u64::MAX && now_ns >= at
-    }
-
-    fn set_below(&mut self, slot: usize, below: u64) {
-        self.below_at[slot] = below;
-        let at = below.saturating_add(self.timeout_of(slot));
-        self.rearm.set(slot, at);
-    }
-
-    fn insert(&mut self, key: &FlowKey, hash: u64, below: u64) {
+    fn insert(&mut self, key: &FlowKey, hash: u64, level: f64) {
         let slot = match self.free.pop() {
             Some(s) => s as usize,
             None => {
-                // Full: evict the entry projected to re-arm soonest (see module docs).
-                let Some((_, victim)) = self.rearm.peek() else {
-                    return;
+                // Full: evict the entry projected to re-arm soonest (see module docs). Heap
+                // keys only lag behind rises, so a minimum that is up to date is the true one.
+                let victim = loop {
+                    let Some((stored, victim)) = self.rearm.peek() else {
+                        return;
+                    };
+                    let current = self.rearm_key(victim);
+                    if current > stored {
+                        self.rearm.set(victim, current);
+                    } else {
+                        break victim;
+                    }
                 };
                 self.index.remove(self.hashes[victim], victim);
                 victim
@@ -307,8 +365,9 @@ impl ThresholdState {
         self.keys[slot] = *key;
         self.hashes[slot] = hash;
         self.waived[slot] = false;
+        self.level[slot] = level;
         self.index.insert(hash, slot);
-        self.set_below(slot, below);
+        self.rearm.set(slot, self.rearm_key(slot));
     }
 
     fn remove(&mut self, slot: usize) {
@@ -332,7 +391,8 @@ impl ThresholdState {
         std::mem::size_of::<Self>()
             + self.keys.capacity() * std::mem::size_of::<FlowKey>()
             + self.hashes.capacity() * 8
-            + self.below_at.capacity() * 8
+            + self.level.capacity() * 8
+            + self.waived.capacity()
             + self.free.capacity() * 4
             + self.rearm.memory_bytes()
             + self.index.memory_bytes()
@@ -510,5 +570,112 @@ mod tests {
         let mut s = ThresholdState::new(c, 1.0);
         assert!(check(&mut s, 1, f64::INFINITY, 5).is_some());
         assert_eq!(check(&mut s, 1, 1.0, u64::MAX), None);
+    }
+
+    /// The per-key rules with exact nanosecond projections (`below = t + τ·ln(r/value)`),
+    /// one entry per disarmed key and no capacity limit: what the level form must do.
+    struct Exact {
+        value: f64,
+        tau_ns: f64,
+        timeout_ns: u64,
+        held: std::collections::HashMap<u32, (u64, bool)>,
+    }
+
+    impl Exact {
+        fn projected(&self, rate: f64, now: u64) -> u64 {
+            if rate > self.value {
+                now + (self.tau_ns * (rate / self.value).ln()).ceil() as u64
+            } else {
+                now
+            }
+        }
+
+        /// Whether it fires; `None` when `now` is within 10 µs of a re-arm time, where
+        /// rounding may decide either way.
+        fn check(&mut self, k: u32, rate: f64, now: u64, evident: bool) -> Option<bool> {
+            let above = rate > self.value;
+            let Some(&(below, waived)) = self.held.get(&k) else {
+                if above && evident {
+                    self.held.insert(k, (self.projected(rate, now), false));
+                    return Some(true);
+                }
+                return Some(false);
+            };
+            let at = below + if waived { 0 } else { self.timeout_ns };
+            if now.abs_diff(at) < 10_000 {
+                return None;
+            }
+            if now >= at {
+                if above && !evident {
+                    return Some(false);
+                }
+                if above {
+                    self.held.insert(k, (self.projected(rate, now), false));
+                    return Some(true);
+                }
+                self.held.remove(&k);
+                return Some(false);
+            }
+            let b = if above {
+                below.max(self.projected(rate, now))
+            } else {
+                below.min(now)
+            };
+            self.held.insert(k, (b, waived));
+            Some(false)
+        }
+
+        fn rearm(&mut self, k: u32) -> bool {
+            match self.held.get_mut(&k) {
+                Some(e) => {
+                    e.1 = true;
+                    true
+                }
+                None => false,
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn level_form_agrees_with_exact_projections(
+            tau_ms in 100u64..3000,
+            timeout_ms in 0u64..5000,
+            steps in proptest::collection::vec(
+                (0u32..4, 0.0f64..400.0, 0u64..800, proptest::bool::weighted(0.9),
+                 proptest::bool::weighted(0.05)),
+                1..120,
+            ),
+        ) {
+            let c = ThresholdConfig {
+                value: 100.0,
+                by_flow: true,
+                timeout_ns: timeout_ms * MS,
+                capacity: 16,
+            };
+            let mut s = ThresholdState::new(c, tau_ms as f64 / 1000.0);
+            let mut exact = Exact {
+                value: 100.0,
+                tau_ns: tau_ms as f64 * 1e6,
+                timeout_ns: timeout_ms * MS,
+                held: Default::default(),
+            };
+            let mut now = 5 * SEC;
+            for (k, rate, dt_ms, evident, rearm) in steps {
+                now += dt_ms * MS;
+                if rearm {
+                    let kk = key(k);
+                    proptest::prop_assert_eq!(s.rearm(&kk, kk.hash64()), exact.rearm(k));
+                    continue;
+                }
+                let Some(want) = exact.check(k, rate, now, evident) else {
+                    break;
+                };
+                let kk = key(k);
+                let got = s.check_with_evidence(&kk, kk.hash64(), rate, now, evident).is_some();
+                proptest::prop_assert_eq!(got, want, "key {} rate {} at {} ns", k, rate, now);
+                proptest::prop_assert_eq!(s.triggered(), exact.held.len());
+            }
+        }
     }
 }
