@@ -275,7 +275,11 @@ impl<P: Copy + PartialOrd> SlotHeap<P> {
 pub struct TopK {
     keys: Vec<FlowKey>,
     hashes: Vec<u64>,
-    /// Slot values in landmark units, keyed for eviction of the smallest.
+    /// Per slot: the key's value in landmark units.
+    values: Vec<f64>,
+    /// Slots keyed by value for eviction of the smallest. A key may lag behind its value's
+    /// rises (a heavy key is offered at every sample; it need not sift each time): the
+    /// minimum is brought up to date before it is trusted.
     heap: SlotHeap<f64>,
     index: SlotIndex,
     k: usize,
@@ -291,6 +295,7 @@ impl TopK {
         Self {
             keys: vec![FlowKey::EMPTY; k],
             hashes: vec![0; k],
+            values: vec![0.0; k],
             heap: SlotHeap::new(k),
             index: SlotIndex::new(k),
             k,
@@ -307,18 +312,30 @@ impl TopK {
         }
         if let Some(scale) = self.decay.advance(now_ns) {
             self.heap.map_priorities(|v| v * scale);
+            for v in &mut self.values {
+                *v *= scale;
+            }
         }
         let v = rate * self.decay.up();
         let keys = &self.keys;
         if let Some(slot) = self.index.find(hash, |s| keys.get(s) == Some(key)) {
-            self.heap.set(slot, v);
+            let Some(current) = self.values.get_mut(slot) else {
+                return;
+            };
+            if v > *current {
+                // A rise: the heap key may lag (see `heap`).
+                *current = v;
+            } else if v < *current {
+                *current = v;
+                self.heap.set(slot, v);
+            }
             return;
         }
         let len = self.heap.len();
         let slot = if len < self.k {
             len
         } else {
-            match self.heap.peek() {
+            match self.minimum() {
                 Some((min, slot)) if v > min => {
                     self.index.remove(self.hashes[slot], slot);
                     slot
@@ -328,8 +345,23 @@ impl TopK {
         };
         self.keys[slot] = *key;
         self.hashes[slot] = hash;
+        self.values[slot] = v;
         self.index.insert(hash, slot);
         self.heap.set(slot, v);
+    }
+
+    /// The smallest held value and its slot, after bringing lagging heap keys up to date.
+    #[inline]
+    fn minimum(&mut self) -> Option<(f64, usize)> {
+        loop {
+            let (stored, slot) = self.heap.peek()?;
+            let current = *self.values.get(slot)?;
+            if current > stored {
+                self.heap.set(slot, current);
+            } else {
+                return Some((stored, slot));
+            }
+        }
     }
 
     /// Writes the held keys with their rates at `now_ns`, largest first, into `out` (cleared
@@ -337,8 +369,8 @@ impl TopK {
     pub fn snapshot(&self, now_ns: u64, out: &mut Vec<(FlowKey, f64)>) {
         out.clear();
         let down = self.decay.down_at(now_ns);
-        for (v, slot) in self.heap.iter() {
-            if let Some(key) = self.keys.get(slot) {
+        for (_, slot) in self.heap.iter() {
+            if let (Some(key), Some(v)) = (self.keys.get(slot), self.values.get(slot)) {
                 out.push((*key, v * down));
             }
         }
@@ -348,7 +380,8 @@ impl TopK {
     /// Rate of `key` at `now_ns` if it is held.
     pub fn rate(&self, key: &FlowKey, hash: u64, now_ns: u64) -> Option<f64> {
         let slot = self.index.find(hash, |s| self.keys.get(s) == Some(key))?;
-        Some(self.heap.get(slot)? * self.decay.down_at(now_ns))
+        self.heap.get(slot)?;
+        Some(self.values.get(slot)? * self.decay.down_at(now_ns))
     }
 
     /// Number of keys held.
@@ -378,6 +411,7 @@ impl TopK {
         std::mem::size_of::<Self>()
             + self.keys.capacity() * std::mem::size_of::<FlowKey>()
             + self.hashes.capacity() * 8
+            + self.values.capacity() * 8
             + self.heap.memory_bytes()
             + self.index.memory_bytes()
     }
@@ -533,6 +567,55 @@ mod tests {
         for s in 0..8 {
             let found = idx.find(16, |x| x == s);
             assert_eq!(found, if s == 3 { None } else { Some(s) });
+        }
+    }
+
+    proptest::proptest! {
+        /// Lagging heap keys change nothing: the table holds exactly what an eagerly
+        /// ordered one holds (a member takes its new rate, a newcomer replaces the smallest
+        /// only if larger), offer after offer.
+        #[test]
+        fn lazy_heap_keys_hold_the_same_keys_as_eager_ones(
+            offers in proptest::collection::vec((0u32..24, 0.0f64..1000.0), 1..300),
+        ) {
+            let k = 6;
+            let mut top = TopK::new(k, 1.0);
+            let mut held: Vec<(u32, f64)> = Vec::new();
+            let now = 7_000_000_000;
+            for (n, rate) in offers {
+                let kk = FlowKey::from_bytes(&n.to_be_bytes()).unwrap();
+                top.offer(&kk, kk.hash64(), rate, now);
+                if let Some(e) = held.iter_mut().find(|e| e.0 == n) {
+                    e.1 = rate;
+                } else if held.len() < k {
+                    held.push((n, rate));
+                } else {
+                    let (i, min) = held
+                        .iter()
+                        .enumerate()
+                        .min_by(|a, b| a.1 .1.total_cmp(&b.1 .1))
+                        .map(|(i, e)| (i, e.1))
+                        .unwrap();
+                    if rate > min {
+                        held[i] = (n, rate);
+                    }
+                }
+                let mut want: Vec<u32> = held.iter().map(|e| e.0).collect();
+                want.sort_unstable();
+                let mut snap = Vec::new();
+                top.snapshot(now, &mut snap);
+                let mut got: Vec<u32> = snap
+                    .iter()
+                    .map(|(key, _)| u32::from_be_bytes(key.as_bytes().try_into().unwrap()))
+                    .collect();
+                got.sort_unstable();
+                proptest::prop_assert_eq!(&got, &want);
+                for (key, r) in &snap {
+                    let n = u32::from_be_bytes(key.as_bytes().try_into().unwrap());
+                    let expected = held.iter().find(|e| e.0 == n).unwrap().1;
+                    proptest::prop_assert!((r - expected).abs() <= 1e-9 * expected.max(1.0));
+                }
+            }
         }
     }
 }
