@@ -106,6 +106,12 @@ impl FieldValue {
         &self.bytes[..usize::from(self.len)]
     }
 
+    /// The encoded bytes zero-padded to [`MAX_FIELD_LEN`].
+    #[inline]
+    pub(crate) fn word_bytes(&self) -> [u8; MAX_FIELD_LEN] {
+        self.bytes
+    }
+
     /// True if `self` and `pattern` have the same length and agree on their first `bits`
     /// bits (a prefix longer than the values never matches), with `mask` =
     /// [`Self::prefix_mask`]`(bits)` computed by the caller (once, when a filter is parsed).
@@ -270,17 +276,34 @@ impl KeyField {
     /// The field's encoded value in `s`, or `None` when the sample lacks it.
     #[inline]
     pub fn value(self, s: &Sample) -> Option<FieldValue> {
+        self.value_word(s).map(|word| FieldValue {
+            len: self.width() as u8,
+            bytes: word.to_be_bytes(),
+        })
+    }
+
+    /// [`KeyField::value`] as one big-endian word: the encoding left-aligned, zeros after.
+    /// Built in registers (no byte array, no copy), for filters and keys on the per-sample
+    /// path.
+    #[inline]
+    pub(crate) fn value_word(self, s: &Sample) -> Option<u128> {
         let k = &s.keys;
+        // A field of `width` bytes holding `v`, left-aligned.
+        let top = |v: u128, width: u32| v << (128 - 8 * width);
         let port = |want: u8, port: Option<u16>| {
             (k.ip_proto == Some(want))
                 .then_some(port)
                 .flatten()
-                .map(|p| FieldValue::from_slice(&p.to_be_bytes()))
+                .map(|p| top(u128::from(p), 2))
+        };
+        let mac = |m: [u8; 6]| {
+            let [a, b, c, d, e, f] = m;
+            top(u128::from(u64::from_be_bytes([0, 0, a, b, c, d, e, f])), 6)
         };
         match self {
-            KeyField::Agent => Some(FieldValue::from_slice(&v6_bytes(s.agent))),
+            KeyField::Agent => Some(u128::from_be_bytes(v6_bytes(s.agent))),
             KeyField::InputIfindex => match s.input {
-                Interface::Ifindex(i) => Some(FieldValue::from_slice(&i.to_be_bytes())),
+                Interface::Ifindex(i) => Some(top(u128::from(i), 4)),
                 _ => None,
             },
             KeyField::OutputIfindex => {
@@ -290,15 +313,12 @@ impl KeyField {
                     Interface::Multiple(_) => (OUT_MULTIPLE, 0),
                     Interface::Unknown => return None,
                 };
-                let i = index.to_be_bytes();
-                Some(FieldValue::from_slice(&[tag, i[0], i[1], i[2], i[3]]))
+                Some(top((u128::from(tag) << 32) | u128::from(index), 5))
             }
-            KeyField::MacSource => k.eth_src.map(|m| FieldValue::from_slice(&m)),
-            KeyField::MacDestination => k.eth_dst.map(|m| FieldValue::from_slice(&m)),
-            KeyField::EthernetProtocol => k
-                .ethertype
-                .map(|t| FieldValue::from_slice(&t.to_be_bytes())),
-            KeyField::Vlan => k.vlan.map(|v| FieldValue::from_slice(&v.to_be_bytes())),
+            KeyField::MacSource => k.eth_src.map(mac),
+            KeyField::MacDestination => k.eth_dst.map(mac),
+            KeyField::EthernetProtocol => k.ethertype.map(|t| top(u128::from(t), 2)),
+            KeyField::Vlan => k.vlan.map(|v| top(u128::from(v), 2)),
             KeyField::IpSource | KeyField::IpDestination => {
                 let ip = if self == KeyField::IpSource {
                     k.ip_src
@@ -306,7 +326,7 @@ impl KeyField {
                     k.ip_dst
                 };
                 match ip {
-                    Some(IpAddr::V4(a)) => Some(FieldValue::from_slice(&a.octets())),
+                    Some(IpAddr::V4(a)) => Some(top(u128::from(u32::from(a)), 4)),
                     _ => None,
                 }
             }
@@ -317,19 +337,17 @@ impl KeyField {
                     k.ip_dst
                 };
                 match ip {
-                    Some(IpAddr::V6(a)) => Some(FieldValue::from_slice(&a.octets())),
+                    Some(IpAddr::V6(a)) => Some(u128::from(a)),
                     _ => None,
                 }
             }
-            KeyField::IpProtocol => k.ip_proto.map(|p| FieldValue::from_slice(&[p])),
+            KeyField::IpProtocol => k.ip_proto.map(|p| top(u128::from(p), 1)),
             KeyField::TcpSourcePort => port(PROTO_TCP, k.src_port),
             KeyField::TcpDestinationPort => port(PROTO_TCP, k.dst_port),
             KeyField::UdpSourcePort => port(PROTO_UDP, k.src_port),
             KeyField::UdpDestinationPort => port(PROTO_UDP, k.dst_port),
             KeyField::IcmpType => match k.ip_proto {
-                Some(PROTO_ICMP | PROTO_ICMPV6) => {
-                    k.icmp_type.map(|t| FieldValue::from_slice(&[t]))
-                }
+                Some(PROTO_ICMP | PROTO_ICMPV6) => k.icmp_type.map(|t| top(u128::from(t), 1)),
                 _ => None,
             },
         }
@@ -339,8 +357,8 @@ impl KeyField {
     /// sample then does not contribute to the flow) or the key is full.
     #[inline]
     pub fn encode(self, s: &Sample, key: &mut FlowKey) -> bool {
-        match self.value(s) {
-            Some(v) => key.push_padded(&v.bytes, usize::from(v.len)),
+        match self.value_word(s) {
+            Some(word) => key.push_padded(&word.to_be_bytes(), self.width()),
             None => false,
         }
     }

@@ -39,11 +39,15 @@ enum Subject {
 /// direction.
 #[derive(Clone, Copy, Debug)]
 enum Pattern {
-    /// `mask` is [`FieldValue::prefix_mask`] of `bits`, computed once at parse.
+    /// `mask` is [`FieldValue::prefix_mask`] of `bits` and `word` the value as
+    /// [`KeyField::value_word`] gives it, computed once at parse; `live` is false for a
+    /// pattern no value can match (a prefix longer than the field).
     Value {
         value: FieldValue,
         bits: u8,
         mask: u128,
+        word: u128,
+        live: bool,
     },
     Direction(Direction),
 }
@@ -68,6 +72,38 @@ enum Node {
     Not(u32),
 }
 
+/// A test of the flat form (see [`Flat`]).
+#[derive(Clone, Copy, Debug)]
+enum Leaf {
+    /// The sample's direction is one of the bits of `accept` (bit = `Direction as u8`).
+    Direction { accept: u8, negated: bool },
+    /// The field's value word matches `word` under `mask` (a one-value test).
+    FieldOne {
+        field: KeyField,
+        word: u128,
+        mask: u128,
+        negated: bool,
+    },
+    /// The field's value word matches one of `Flat::words[start..end]` (a comma list).
+    FieldAny {
+        field: KeyField,
+        start: u32,
+        end: u32,
+        negated: bool,
+    },
+}
+
+/// The common shapes — one test, or an `&` or `|` of tests — compiled to a flat list the
+/// per-sample path walks without indirection through the node tree.
+#[derive(Clone, Debug)]
+struct Flat {
+    /// `&` of the leaves (one leaf is an `&` of one), else `|`.
+    all: bool,
+    leaves: Vec<Leaf>,
+    /// (word, mask) of the live patterns of `FieldAny` leaves.
+    words: Vec<(u128, u128)>,
+}
+
 /// A compiled sFlow-RT filter.
 #[derive(Clone, Debug)]
 pub struct Filter {
@@ -75,6 +111,8 @@ pub struct Filter {
     children: Vec<u32>,
     patterns: Vec<Pattern>,
     root: u32,
+    /// The flat form, when the filter has one of its shapes.
+    flat: Option<Flat>,
 }
 
 /// A filter that does not parse: where (1-based character column) and what was expected.
@@ -100,6 +138,7 @@ impl Filter {
                 children: Vec::new(),
                 patterns: Vec::new(),
                 root: 0,
+                flat: None,
             },
         };
         let root = p.expr(0)?;
@@ -108,12 +147,127 @@ impl Filter {
             return Err(p.error("'&', '|' or end of filter"));
         }
         p.filter.root = root;
+        p.filter.flat = p.filter.flatten();
         Ok(p.filter)
+    }
+
+    /// The flat form of the tree, if it is one test or an `&` / `|` of tests.
+    fn flatten(&self) -> Option<Flat> {
+        let (all, tests): (bool, &[u32]) = match self.nodes.get(self.root as usize)? {
+            Node::And { start, end } => (true, self.kids(*start, *end)),
+            Node::Or { start, end } => (false, self.kids(*start, *end)),
+            Node::Test { .. } => (true, std::slice::from_ref(&self.root)),
+            Node::Not(_) => return None,
+        };
+        let mut flat = Flat {
+            all,
+            leaves: Vec::with_capacity(tests.len()),
+            words: Vec::new(),
+        };
+        for &t in tests {
+            let Some(&Node::Test {
+                subject,
+                negated,
+                start,
+                end,
+            }) = self.nodes.get(t as usize)
+            else {
+                return None;
+            };
+            let patterns = self.patterns.get(start as usize..end as usize)?;
+            let leaf = match subject {
+                Subject::Direction => Leaf::Direction {
+                    accept: patterns.iter().fold(0, |acc, p| match p {
+                        Pattern::Direction(d) => acc | 1 << *d as u8,
+                        Pattern::Value { .. } => acc,
+                    }),
+                    negated,
+                },
+                Subject::Field(field) => {
+                    let live: Vec<(u128, u128)> = patterns
+                        .iter()
+                        .filter_map(|p| match *p {
+                            Pattern::Value {
+                                word,
+                                mask,
+                                live: true,
+                                ..
+                            } => Some((word, mask)),
+                            _ => None,
+                        })
+                        .collect();
+                    match live[..] {
+                        [(word, mask)] => Leaf::FieldOne {
+                            field,
+                            word,
+                            mask,
+                            negated,
+                        },
+                        _ => {
+                            let start = flat.words.len() as u32;
+                            flat.words.extend_from_slice(&live);
+                            Leaf::FieldAny {
+                                field,
+                                start,
+                                end: flat.words.len() as u32,
+                                negated,
+                            }
+                        }
+                    }
+                }
+            };
+            flat.leaves.push(leaf);
+        }
+        Some(flat)
+    }
+
+    /// One leaf of the flat form.
+    #[inline]
+    fn leaf(flat: &Flat, leaf: &Leaf, s: &Sample) -> bool {
+        match *leaf {
+            Leaf::Direction { accept, negated } => {
+                (accept & (1 << s.direction() as u8) != 0) != negated
+            }
+            Leaf::FieldOne {
+                field,
+                word,
+                mask,
+                negated,
+            } => match field.value_word(s) {
+                Some(v) => ((v ^ word) & mask == 0) != negated,
+                None => negated,
+            },
+            Leaf::FieldAny {
+                field,
+                start,
+                end,
+                negated,
+            } => {
+                let words = flat.words.get(start as usize..end as usize).unwrap_or(&[]);
+                match field.value_word(s) {
+                    Some(v) => words.iter().any(|&(w, m)| (v ^ w) & m == 0) != negated,
+                    None => negated,
+                }
+            }
+        }
     }
 
     /// True if the sample passes the filter. Allocates nothing.
     #[inline]
     pub fn matches(&self, s: &Sample) -> bool {
+        if let Some(flat) = &self.flat {
+            return if flat.all {
+                flat.leaves.iter().all(|l| Self::leaf(flat, l, s))
+            } else {
+                flat.leaves.iter().any(|l| Self::leaf(flat, l, s))
+            };
+        }
+        self.matches_tree(s)
+    }
+
+    /// [`Filter::matches`] by walking the tree: the general form, and the reference the flat
+    /// form is tested against.
+    fn matches_tree(&self, s: &Sample) -> bool {
         // The root is usually an `&` (or `|`) of tests: walk it here, without a call.
         match self.nodes.get(self.root as usize) {
             Some(&Node::And { start, end }) => {
@@ -173,12 +327,13 @@ impl Filter {
                     .iter()
                     .any(|p| matches!(p, Pattern::Direction(x) if *x == d))
             }
+            // Byte-wise values: independent of the word form the flat path uses.
             Subject::Field(f) => match f.value(s) {
                 None => false,
                 Some(v) => patterns.iter().any(|p| match p {
-                    Pattern::Value { value, bits, mask } => {
-                        v.prefix_matches_masked(value, *bits, *mask)
-                    }
+                    Pattern::Value {
+                        value, bits, mask, ..
+                    } => v.prefix_matches_masked(value, *bits, *mask),
                     Pattern::Direction(_) => false,
                 }),
             },
@@ -467,6 +622,11 @@ impl<'a> Parser<'a> {
                             value,
                             bits,
                             mask: FieldValue::prefix_mask(bits),
+                            word: u128::from_be_bytes(value.word_bytes()),
+                            // What `prefix_matches_masked` checks against a sample's value,
+                            // which always has the field's width.
+                            live: value.as_bytes().len() == f.width()
+                                && usize::from(bits) <= f.width() * 8,
                         },
                         Err(e) => return Err(self.error_at(at, e.expected)),
                     }
@@ -671,5 +831,129 @@ mod tests {
             let want = u32::from_be_bytes(addr) & mask == u32::from_be_bytes(net) & mask;
             prop_assert_eq!(f.matches(&s), want);
         }
+
+        #[test]
+        fn flat_form_agrees_with_the_tree(
+            tests in proptest::collection::vec(
+                (0usize..18, any::<bool>(), proptest::collection::vec(any::<u64>(), 1..3)),
+                1..5,
+            ),
+            all in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            let text = tests
+                .iter()
+                .map(|(field, negated, values)| {
+                    let op = if *negated { "!=" } else { "=" };
+                    let Some(&f) = KeyField::ALL.get(*field) else {
+                        let d = ["ingress", "egress", "unknown"];
+                        let list: Vec<&str> = values.iter().map(|v| d[(*v % 3) as usize]).collect();
+                        return format!("direction{op}{}", list.join(","));
+                    };
+                    let list: Vec<String> = values
+                        .iter()
+                        .map(|v| {
+                            let text = f.format(&small_bytes(*v, f.width()));
+                            match f.address_bits() {
+                                Some(bits) if v % 4 == 0 => format!("{text}/{}", v % u64::from(bits + 1)),
+                                _ => text,
+                            }
+                        })
+                        .collect();
+                    format!("{}{op}{}", f.name(), list.join(","))
+                })
+                .collect::<Vec<_>>()
+                .join(if all { "&" } else { "|" });
+            let Ok(filter) = Filter::parse(&text) else {
+                return Ok(());
+            };
+            prop_assert!(filter.flat.is_some(), "{text} has a flat form");
+            for i in 0..16u64 {
+                let s = random_sample(seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+                prop_assert_eq!(filter.matches(&s), filter.matches_tree(&s), "{} on {:?}", text, s);
+            }
+        }
+    }
+
+    /// `width` bytes, each 0, 1 or 2 (from `v`), so that values and samples often agree.
+    fn small_bytes(mut v: u64, width: usize) -> Vec<u8> {
+        (0..width)
+            .map(|_| {
+                let b = (v % 3) as u8;
+                v /= 3;
+                b
+            })
+            .collect()
+    }
+
+    /// A sample whose every field is drawn from a small domain (or absent).
+    fn random_sample(mut v: u64) -> Sample {
+        use crate::sflow::{DataSource, Interface};
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        let mut next = |n: u64| {
+            v = v
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (v >> 33) % n
+        };
+        let b = |x: u64| x as u8;
+        let mut s = icmp_sample();
+        let word = |next: &mut dyn FnMut(u64) -> u64, w: usize| -> Vec<u8> {
+            (0..w).map(|_| b(next(3))).collect()
+        };
+        s.agent = if next(2) == 0 {
+            let a = word(&mut next, 4);
+            IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+        } else {
+            let a: [u8; 16] = word(&mut next, 16).try_into().unwrap();
+            IpAddr::V6(Ipv6Addr::from(a))
+        };
+        let iface = |k: u64, x: u32| match k {
+            0 => Interface::Ifindex(x),
+            1 => Interface::Discard(x),
+            2 => Interface::Multiple(x),
+            _ => Interface::Unknown,
+        };
+        s.source = DataSource {
+            kind: next(3) as u32,
+            index: next(3) as u32,
+        };
+        s.input = iface(next(4), next(3) as u32);
+        s.output = iface(next(4), next(3) as u32);
+        let some = |next: &mut dyn FnMut(u64) -> u64| next(4) != 0;
+        s.keys.eth_src = some(&mut next).then(|| word(&mut next, 6).try_into().unwrap());
+        s.keys.eth_dst = some(&mut next).then(|| word(&mut next, 6).try_into().unwrap());
+        s.keys.ethertype = some(&mut next).then(|| next(3) as u16);
+        s.keys.vlan = some(&mut next).then(|| next(3) as u16);
+        let ip = |next: &mut dyn FnMut(u64) -> u64| -> Option<IpAddr> {
+            match next(3) {
+                0 => None,
+                1 => {
+                    let a: Vec<u8> = (0..4).map(|_| b(next(3))).collect();
+                    Some(IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])))
+                }
+                _ => {
+                    let a: [u8; 16] = (0..16)
+                        .map(|_| b(next(3)))
+                        .collect::<Vec<_>>()
+                        .try_into()
+                        .unwrap();
+                    Some(IpAddr::V6(Ipv6Addr::from(a)))
+                }
+            }
+        };
+        s.keys.ip_src = ip(&mut next);
+        s.keys.ip_dst = ip(&mut next);
+        s.keys.ip_proto = match next(5) {
+            0 => None,
+            1 => Some(1),
+            2 => Some(6),
+            3 => Some(17),
+            _ => Some(next(3) as u8),
+        };
+        s.keys.src_port = some(&mut next).then(|| next(3) as u16);
+        s.keys.dst_port = some(&mut next).then(|| next(3) as u16);
+        s.keys.icmp_type = some(&mut next).then(|| next(3) as u8);
+        s
     }
 }

@@ -73,9 +73,14 @@ impl FlowKey {
         if len > 16 || end > MAX_KEY_LEN {
             return false;
         }
-        match self.bytes.get_mut(start..start + 16) {
+        // An array assignment, not a slice copy: the compiler emits the 16-byte store inline.
+        match self
+            .bytes
+            .get_mut(start..)
+            .and_then(|tail| tail.first_chunk_mut::<16>())
+        {
             // The padding is zero, and so are the bytes after `end`: the invariant holds.
-            Some(dst) => dst.copy_from_slice(padded),
+            Some(dst) => *dst = *padded,
             None => self.bytes[start..end].copy_from_slice(&padded[..len]),
         }
         self.len = end as u8;
@@ -111,10 +116,12 @@ impl FlowKey {
     #[inline]
     pub fn hash64(&self) -> u64 {
         let mut h: u64 = 0x9E37_79B9_7F4A_7C15 ^ self.len as u64;
-        for chunk in self.bytes[..self.len as usize].chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517C_C1B7_2722_0A95);
+        // Whole words of the array: the bytes after `len` are zero, so a last partial word
+        // reads as if zero-padded, with no variable-length copy.
+        let words = usize::from(self.len).div_ceil(8);
+        for chunk in self.bytes.chunks_exact(8).take(words) {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            h = (h.rotate_left(5) ^ word).wrapping_mul(0x517C_C1B7_2722_0A95);
         }
         h ^= h >> 33;
         h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
