@@ -23,7 +23,13 @@
 
 use super::field::{FieldValue, KeyField};
 use super::sample::{Direction, Sample};
+use crate::sflow::Interface;
 use std::fmt;
+use std::net::IpAddr;
+
+/// IP protocol numbers of ICMP and ICMPv6 (`icmptype` exists only for them).
+const PROTO_ICMP: u8 = 1;
+const PROTO_ICMPV6: u8 = 58;
 
 /// Deepest nesting of parentheses and negations accepted.
 pub const MAX_DEPTH: usize = 32;
@@ -77,6 +83,18 @@ enum Node {
 enum Leaf {
     /// The sample's direction is one of the bits of `accept` (bit = `Direction as u8`).
     Direction { accept: u8, negated: bool },
+    /// `outputifindex=discard` (`multiple: false`) or `outputifindex=multiple`: the
+    /// interface kind alone decides, whatever the reason code or count.
+    OutputKind { multiple: bool, negated: bool },
+    /// `icmptype=value`: present only on ICMP and ICMPv6 packets.
+    IcmpType { value: u8, negated: bool },
+    /// An IPv4 address field under a prefix mask.
+    Ipv4 {
+        destination: bool,
+        word: u32,
+        mask: u32,
+        negated: bool,
+    },
     /// The field's value word matches `word` under `mask` (a one-value test).
     FieldOne {
         field: KeyField,
@@ -196,7 +214,46 @@ impl Filter {
                             _ => None,
                         })
                         .collect();
+                    const TOP: u32 = 96;
                     match live[..] {
+                        [(word, mask)] if field == KeyField::OutputIfindex => {
+                            let full = FieldValue::prefix_mask(40);
+                            match (word >> 120, mask == full && word << 8 == 0) {
+                                (1, true) => Leaf::OutputKind {
+                                    multiple: false,
+                                    negated,
+                                },
+                                (2, true) => Leaf::OutputKind {
+                                    multiple: true,
+                                    negated,
+                                },
+                                _ => Leaf::FieldOne {
+                                    field,
+                                    word,
+                                    mask,
+                                    negated,
+                                },
+                            }
+                        }
+                        [(word, mask)]
+                            if field == KeyField::IcmpType
+                                && mask == FieldValue::prefix_mask(8) =>
+                        {
+                            Leaf::IcmpType {
+                                value: (word >> 120) as u8,
+                                negated,
+                            }
+                        }
+                        [(word, mask)]
+                            if matches!(field, KeyField::IpSource | KeyField::IpDestination) =>
+                        {
+                            Leaf::Ipv4 {
+                                destination: field == KeyField::IpDestination,
+                                word: (word >> TOP) as u32,
+                                mask: (mask >> TOP) as u32,
+                                negated,
+                            }
+                        }
                         [(word, mask)] => Leaf::FieldOne {
                             field,
                             word,
@@ -227,6 +284,34 @@ impl Filter {
         match *leaf {
             Leaf::Direction { accept, negated } => {
                 (accept & (1 << s.direction() as u8) != 0) != negated
+            }
+            Leaf::OutputKind { multiple, negated } => {
+                let hit = match s.output {
+                    Interface::Discard(_) => !multiple,
+                    Interface::Multiple(_) => multiple,
+                    Interface::Ifindex(_) | Interface::Unknown => false,
+                };
+                hit != negated
+            }
+            Leaf::IcmpType { value, negated } => match (s.keys.ip_proto, s.keys.icmp_type) {
+                (Some(PROTO_ICMP | PROTO_ICMPV6), Some(t)) => (t == value) != negated,
+                _ => negated,
+            },
+            Leaf::Ipv4 {
+                destination,
+                word,
+                mask,
+                negated,
+            } => {
+                let ip = if destination {
+                    s.keys.ip_dst
+                } else {
+                    s.keys.ip_src
+                };
+                match ip {
+                    Some(IpAddr::V4(a)) => ((u32::from(a) ^ word) & mask == 0) != negated,
+                    _ => negated,
+                }
             }
             Leaf::FieldOne {
                 field,
