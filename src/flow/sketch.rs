@@ -276,17 +276,22 @@ impl DecayedCountMin {
         if let Some(scale) = self.decay.advance(now_ns) {
             self.rescale(scale);
         }
-        let current = self.min_units(hash);
+        // Each row's counter index, computed once for the read and the update.
+        let mut at = [0usize; MAX_DEPTH];
+        let mut current = f64::INFINITY;
+        for (row, i) in at.iter_mut().enumerate().take(self.depth) {
+            *i = row * self.width + self.row_index(row, hash);
+            if let Some(&c) = self.counters.get(*i) {
+                current = current.min(c);
+            }
+        }
         if !(weight > 0.0 && weight.is_finite()) {
             return current * self.decay.down() * self.inv_tau_secs;
         }
         let inc = weight * self.decay.up();
         let target = current + inc;
-        let shift = self.shift;
-        for (row, counters) in self.counters.chunks_exact_mut(self.width).enumerate() {
-            let (seed, mult) = ROW_MIX[row];
-            let i = ((hash ^ seed).wrapping_mul(mult) >> shift) as usize;
-            if let Some(c) = counters.get_mut(i) {
+        for &i in at.iter().take(self.depth) {
+            if let Some(c) = self.counters.get_mut(i) {
                 // Conservative update: raise only counters below the new estimate.
                 if *c < target {
                     *c = target;
