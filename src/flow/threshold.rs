@@ -232,6 +232,10 @@ impl ThresholdState {
         }
         let up = self.decay.up();
         let above = rate > self.cfg.value;
+        if !above && self.rearm.len() == 0 {
+            // Armed and below, with no key held: nothing to look up.
+            return None;
+        }
         let keys = &self.keys;
         let Some(slot) = self.index.find(hash, |s| keys.get(s) == Some(key)) else {
             // Untracked keys are armed.
