@@ -133,11 +133,15 @@ impl FlowEngine {
             let hash = key.hash64();
             let weight = flow.def.value_of(sample);
             let rate = flow.sketch.add(&key, hash, weight, now_ns);
+            // One `exp` per timestamp for the three (they share τ and move together).
+            let clock = flow.sketch.clock();
+            flow.top.sync_clock(now_ns, clock);
             flow.top.offer(&key, hash, rate, now_ns);
             // The smoothed count is rate × τ; evidence is that count in units of this
             // sample's weight (its sampling rate, for frames).
             let count = rate * flow.tau_secs;
             for (ti, state, min_samples) in flow.thresholds.iter_mut() {
+                state.sync_clock(now_ns, clock);
                 let evident = count >= *min_samples * weight * (1.0 - 1e-9);
                 if let Some(c) = state.check_with_evidence(&key, hash, rate, now_ns, evident) {
                     on(Detection {

@@ -124,6 +124,25 @@ impl ForwardDecay {
         None
     }
 
+    /// [`advance`](Self::advance), taking the factors from `hint` when it is a clock of the
+    /// same `τ` and landmark already at `now_ns`: the same values without another `exp`.
+    /// The sketch, the top-k and the thresholds of one flow move in lockstep, so one `exp`
+    /// per timestamp serves all three.
+    #[inline]
+    pub(crate) fn advance_like(&mut self, now_ns: u64, hint: &ForwardDecay) -> Option<f64> {
+        if now_ns != self.cached_now
+            && hint.cached_now == now_ns
+            && hint.landmark_ns == self.landmark_ns
+            && hint.inv_tau_ns == self.inv_tau_ns
+        {
+            self.cached_now = now_ns;
+            self.up = hint.up;
+            self.down = hint.down;
+            return None;
+        }
+        self.advance(now_ns)
+    }
+
     /// Factor turning a value at the current timestamp into landmark units.
     #[inline]
     pub(crate) fn up(&self) -> f64 {
@@ -300,6 +319,13 @@ impl DecayedCountMin {
         }
         self.total += inc;
         target * self.decay.down() * self.inv_tau_secs
+    }
+
+    /// The decay clock, as of the last [`add`](Self::add) (a hint for the flow's top-k and
+    /// thresholds).
+    #[inline]
+    pub(crate) fn clock(&self) -> &ForwardDecay {
+        &self.decay
     }
 
     /// Estimated rate per second of the key with this hash at `now_ns`; never below the
@@ -485,6 +511,32 @@ mod tests {
         assert!(r.is_finite() && r > 0.0);
         assert!(s.rate(h, 10 * SEC).is_finite());
         assert!(s.rate(h, u64::MAX).is_finite());
+    }
+
+    #[test]
+    fn a_clock_advanced_like_another_matches_its_own_advance() {
+        let mut hint = ForwardDecay::new(0.5);
+        let mut own = ForwardDecay::new(0.5);
+        let mut like = ForwardDecay::new(0.5);
+        let mut other_tau = ForwardDecay::new(2.0);
+        let mut now = 1u64;
+        // Steps of up to 20 s cross the renormalisation point (x > 64 at τ = 0.5 s) often.
+        for i in 0..2000u64 {
+            now += (i * 7_919_993_u64) % 20_000_000_000;
+            let a = hint.advance(now);
+            let b = own.advance(now);
+            let c = like.advance_like(now, &hint);
+            assert_eq!(a.map(f64::to_bits), b.map(f64::to_bits));
+            assert_eq!(b.map(f64::to_bits), c.map(f64::to_bits), "step {i}");
+            assert_eq!(own.up().to_bits(), like.up().to_bits());
+            assert_eq!(own.down().to_bits(), like.down().to_bits());
+            assert_eq!(own.landmark_ns, like.landmark_ns);
+            // A clock of another τ never takes the hint's factors.
+            let mut alone = other_tau;
+            let d = other_tau.advance_like(now, &hint);
+            assert_eq!(d.map(f64::to_bits), alone.advance(now).map(f64::to_bits));
+            assert_eq!(other_tau.up().to_bits(), alone.up().to_bits());
+        }
     }
 
     #[test]

@@ -317,6 +317,15 @@ impl ThresholdState {
         }
     }
 
+    /// Moves the levels' clock to `now_ns` with `hint`'s factors when it can (see
+    /// [`ForwardDecay::advance_like`]).
+    #[inline]
+    pub(crate) fn sync_clock(&mut self, now_ns: u64, hint: &ForwardDecay) {
+        if let Some(scale) = self.decay.advance_like(now_ns, hint) {
+            self.rescale(scale);
+        }
+    }
+
     /// The landmark moved: every level (and heap key) is multiplied by `scale`.
     fn rescale(&mut self, scale: f64) {
         for l in &mut self.level {

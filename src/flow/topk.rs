@@ -311,10 +311,7 @@ impl TopK {
             return;
         }
         if let Some(scale) = self.decay.advance(now_ns) {
-            self.heap.map_priorities(|v| v * scale);
-            for v in &mut self.values {
-                *v *= scale;
-            }
+            self.rescale(scale);
         }
         let v = rate * self.decay.up();
         let keys = &self.keys;
@@ -361,6 +358,22 @@ impl TopK {
             } else {
                 return Some((stored, slot));
             }
+        }
+    }
+
+    /// Moves the decay clock to `now_ns` with `hint`'s factors when it can (see
+    /// [`ForwardDecay::advance_like`]); [`offer`](Self::offer) at `now_ns` then computes none.
+    #[inline]
+    pub(crate) fn sync_clock(&mut self, now_ns: u64, hint: &ForwardDecay) {
+        if let Some(scale) = self.decay.advance_like(now_ns, hint) {
+            self.rescale(scale);
+        }
+    }
+
+    fn rescale(&mut self, scale: f64) {
+        self.heap.map_priorities(|v| v * scale);
+        for v in &mut self.values {
+            *v *= scale;
         }
     }
 
