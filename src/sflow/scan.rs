@@ -153,7 +153,8 @@ impl<'a> Datagram<'a> {
         let mut rest = self.body();
         for _ in 0..self.sample_count {
             let (format, data) = next_item(&mut rest)?;
-            match format {
+            // One call site for `on`, so that the compiler may inline it.
+            let item = match format {
                 wire::FLOW_SAMPLE => {
                     let (w, records) = view::<wire::FlowSampleCompact>(data)?;
                     let count = w.record_count.get();
@@ -165,7 +166,7 @@ impl<'a> Datagram<'a> {
                         input: Interface::from_compact(w.input.get())?,
                         output: Interface::from_compact(w.output.get())?,
                     };
-                    on(ScannedSample::Flow(head, flow_records(records, count)?));
+                    ScannedSample::Flow(head, flow_records(records, count)?)
                 }
                 wire::FLOW_SAMPLE_EXPANDED => {
                     let (w, records) = view::<wire::FlowSampleExpanded>(data)?;
@@ -184,20 +185,21 @@ impl<'a> Datagram<'a> {
                             w.output_value.get(),
                         )?,
                     };
-                    on(ScannedSample::Flow(head, flow_records(records, count)?));
+                    ScannedSample::Flow(head, flow_records(records, count)?)
                 }
                 wire::COUNTERS_SAMPLE => {
                     let (w, records) = view::<wire::CountersSampleCompact>(data)?;
                     check_count(w.record_count.get(), records)?;
-                    on(ScannedSample::Counters);
+                    ScannedSample::Counters
                 }
                 wire::COUNTERS_SAMPLE_EXPANDED => {
                     let (w, records) = view::<wire::CountersSampleExpanded>(data)?;
                     check_count(w.record_count.get(), records)?;
-                    on(ScannedSample::Counters);
+                    ScannedSample::Counters
                 }
-                _ => on(ScannedSample::Other),
-            }
+                _ => ScannedSample::Other,
+            };
+            on(item);
         }
         if rest.is_empty() {
             Ok(())
