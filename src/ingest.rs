@@ -531,22 +531,7 @@ mod tests {
         assert_eq!(t.record(agent(0), 1, 1), SequenceCheck::InOrder);
     }
 
-    fn capture() -> Vec<Vec<u8>> {
-        let bytes = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/ovs-sflow.pcapng"
-        ))
-        .unwrap();
-        let mut reader = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).unwrap();
-        let mut out = Vec::new();
-        while let Some(Ok(block)) = reader.next_block() {
-            if let pcap_file::pcapng::Block::EnhancedPacket(p) = block {
-                // Ethernet (14) + IPv4 without options (20) + UDP (8).
-                out.push(p.data[42..].to_vec());
-            }
-        }
-        out
-    }
+    use crate::sflow::fixtures::ovs_capture as capture;
 
     #[test]
     fn the_ovs_capture_drives_the_default_flow_to_detection() {

@@ -1,5 +1,6 @@
-//! Hand-built sFlow v5 datagrams shared by the decoder and emitter tests, written word by
-//! word from sflow_version_5.txt so that neither side of the codec checks itself.
+//! Hand-built sFlow v5 datagrams shared by the decoder and emitter tests (written word by
+//! word from sflow_version_5.txt so that neither side of the codec checks itself), and the
+//! recorded Open vSwitch capture.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -243,4 +244,22 @@ pub fn expanded_repr() -> DatagramRepr {
             }),
         ],
     }
+}
+
+/// The UDP payloads of the recorded Open vSwitch capture (tests/data/ovs-sflow.pcapng).
+pub fn ovs_capture() -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/ovs-sflow.pcapng"
+    ))
+    .unwrap();
+    let mut reader = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).unwrap();
+    let mut out = Vec::new();
+    while let Some(Ok(block)) = reader.next_block() {
+        if let pcap_file::pcapng::Block::EnhancedPacket(p) = block {
+            // Ethernet (14) + IPv4 without options (20) + UDP (8).
+            out.push(p.data[42..].to_vec());
+        }
+    }
+    out
 }

@@ -13,7 +13,7 @@ mod scan;
 pub mod wire;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 
 pub use decode::{
     parse_datagram, CounterRecord, CounterRecordIter, CountersSample, Datagram, ExtendedSwitch,

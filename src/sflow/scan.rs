@@ -290,22 +290,7 @@ mod tests {
         (scanned.0.len(), scanned.1)
     }
 
-    /// The recorded Open vSwitch capture's UDP payloads.
-    fn capture() -> Vec<Vec<u8>> {
-        let bytes = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/ovs-sflow.pcapng"
-        ))
-        .unwrap();
-        let mut reader = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).unwrap();
-        let mut out = Vec::new();
-        while let Some(Ok(block)) = reader.next_block() {
-            if let pcap_file::pcapng::Block::EnhancedPacket(p) = block {
-                out.push(p.data[42..].to_vec());
-            }
-        }
-        out
-    }
+    use crate::sflow::fixtures::ovs_capture as capture;
 
     #[test]
     fn fixtures_and_capture_scan_like_the_decoder() {
