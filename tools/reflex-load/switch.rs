@@ -2,6 +2,9 @@
 //! to a controller over loopback TCP, driven by one mio loop. Modes: `passive` answers and
 //! records flow-mods; `throughput` and `latency` are cbench's: PACKET_IN for unique MACs,
 //! counting responses (flow-mods or packet-outs) per second or timing each round trip.
+//! `--pipeline` makes each PACKET_IN come from where the controller's own pipeline would
+//! send it (table, cookie, reason, VLAN tag), for controllers such as Faucet that answer
+//! nothing else.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -57,6 +60,13 @@ pub struct SwitchArgs {
     /// sends them; without it unbuffered (no buffer id), as Open vSwitch does.
     #[arg(long)]
     pub buffered: bool,
+    /// PACKET_INs from the entry a walk of the controller's flow table reaches for a new
+    /// frame on its in_port (table, cookie, reason ACTION or NO_MATCH, the frame 802.1Q-tagged
+    /// if the pipeline pushed a VLAN), as Open vSwitch sends them under a multi-table
+    /// pipeline such as Faucet's; without it from the catch-all output-to-CONTROLLER entry,
+    /// untagged.
+    #[arg(long)]
+    pub pipeline: bool,
     /// Write every flow-mod received (JSON lines with receive time) to this file.
     #[arg(long)]
     pub record: Option<PathBuf>,
@@ -118,6 +128,13 @@ impl Fleet {
     pub fn set_buffered(&mut self, on: bool) {
         for c in &mut self.conns {
             c.switch.set_buffered(on);
+        }
+    }
+
+    /// PACKET_INs from a walk of each switch's pipeline (see `--pipeline`).
+    pub fn set_pipeline(&mut self, on: bool) {
+        for c in &mut self.conns {
+            c.switch.set_pipeline(on);
         }
     }
 
@@ -340,6 +357,7 @@ pub fn run(args: SwitchArgs) -> anyhow::Result<()> {
         args.connect_timeout,
     )?;
     fleet.set_buffered(args.buffered);
+    fleet.set_pipeline(args.pipeline);
     let mut record = match &args.record {
         Some(p) => Some(io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
@@ -412,9 +430,10 @@ pub fn run(args: SwitchArgs) -> anyhow::Result<()> {
         "controller": args.controller.to_string(),
         "switches": args.switches,
         "buffered": args.buffered,
+        "pipeline": args.pipeline,
         "packet_in_origin": fleet.conns.first().map(|c| {
             let o = c.switch.packet_in_origin();
-            json!({"table_id": o.table_id, "cookie": format!("{:#x}", o.cookie), "reason": o.reason})
+            json!({"table_id": o.table_id, "cookie": format!("{:#x}", o.cookie), "reason": o.reason, "vlan": o.vlan})
         }),
         "connected": fleet.connected(),
         "closed": fleet.closed().iter().map(|(d, w)| json!({"dpid": d, "reason": w})).collect::<Vec<_>>(),
