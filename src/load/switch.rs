@@ -12,7 +12,8 @@
 //! would, in one of two ways (see [`EmulatedSwitch::set_pipeline`]): from the catch-all
 //! output-to-CONTROLLER entry at the end of the controller's pipeline (the default), or
 //! from the entry a walk of the flow table, per in_port, reaches for a frame of a
-//! never-seen source, with the frame as the pipeline has it there (VLAN tag pushed).
+//! never-seen source, with the frame as the pipeline has it there (VLAN tag pushed); a
+//! frame the pipeline does not send to the controller then produces no PACKET_IN.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -20,7 +21,7 @@ use std::net::Ipv4Addr;
 use crate::openflow::{
     self, frame, negotiate, Action, Desc, ErrorMsg, Features, FlowMod, FlowModCommand, FlowStats,
     Hello, Instruction, Match, Message, MultipartReply, MultipartReplyBody, MultipartRequestBody,
-    OxmField, Port, Role, SwitchConfig, TableStats,
+    OxmField, PacketOut, Port, Role, SwitchConfig, TableStats,
 };
 
 /// OFPET_BAD_REQUEST and two of its codes.
@@ -108,6 +109,11 @@ pub struct EmulatedSwitch {
     flow_mods: Vec<ReceivedFlowMod>,
     /// Responses (flow-mods and packet-outs) received; cbench counts these.
     responses: u64,
+    /// Responses that refer only to the PACKET_IN before the latest (see `answers`).
+    stale: u64,
+    /// The latest PACKET_IN sent and the one before it.
+    last_in: Option<SentPacketIn>,
+    prev_in: Option<SentPacketIn>,
     counters: SwitchCounters,
     /// Buffer PACKET_IN frames (cbench's default) instead of sending them unbuffered.
     buffered: bool,
@@ -117,8 +123,39 @@ pub struct EmulatedSwitch {
     origin: PacketInOrigin,
     /// Walk the pipeline per in_port instead of taking the catch-all entry.
     pipeline: bool,
-    /// Pipeline mode: the origin of a new frame per in_port (indexed by port number).
-    port_origins: Vec<PacketInOrigin>,
+    /// Pipeline mode: the origin of a new frame per in_port (indexed by port number); None
+    /// when the pipeline does not send it to the controller.
+    port_origins: Vec<Option<PacketInOrigin>>,
+}
+
+/// What identifies a PACKET_IN in the controller's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SentPacketIn {
+    eth_src: [u8; 6],
+    buffer_id: u32,
+}
+
+impl SentPacketIn {
+    /// Whether a flow-mod names this PACKET_IN: its buffer, or its source MAC exactly as
+    /// eth_src or eth_dst (a learning controller's rules for that host).
+    fn named_by_flow_mod(&self, fm: &FlowMod) -> bool {
+        let mac = |addr: &[u8; 6], mask: &Option<[u8; 6]>| {
+            *addr == self.eth_src && mask.is_none_or(|m| m == [0xff; 6])
+        };
+        (fm.buffer_id != openflow::NO_BUFFER && fm.buffer_id == self.buffer_id)
+            || fm.match_.fields.iter().any(|f| match f {
+                OxmField::EthSrc { addr, mask } | OxmField::EthDst { addr, mask } => {
+                    mac(addr, mask)
+                }
+                _ => false,
+            })
+    }
+
+    /// Whether a packet-out names this PACKET_IN: its buffer, or a frame from its source.
+    fn named_by_packet_out(&self, po: &PacketOut) -> bool {
+        (po.buffer_id != openflow::NO_BUFFER && po.buffer_id == self.buffer_id)
+            || po.data.get(6..12) == Some(&self.eth_src[..])
+    }
 }
 
 /// Buffers announced in FEATURES_REPLY when PACKET_INs are buffered (ids cycle through them).
@@ -327,12 +364,15 @@ impl EmulatedSwitch {
             next_xid: 1,
             flow_mods: Vec::new(),
             responses: 0,
+            stale: 0,
+            last_in: None,
+            prev_in: None,
             counters: SwitchCounters::default(),
             buffered: false,
             next_buffer: 0,
             origin: PacketInOrigin::DEFAULT,
             pipeline: false,
-            port_origins: vec![PacketInOrigin::DEFAULT; n_ports as usize + 1],
+            port_origins: vec![None; n_ports as usize + 1],
         }
     }
 
@@ -345,29 +385,28 @@ impl EmulatedSwitch {
 
     /// Pipeline mode: each PACKET_IN comes from the entry that [`PacketInOrigin::walk`]
     /// reaches for its in_port (table, cookie, reason, and the VLAN tag the frame carries
-    /// there), as Open vSwitch would send it under a multi-table pipeline such as Faucet's.
-    /// Off (the default): from the catch-all entry ([`PacketInOrigin::from_table`]),
-    /// untagged.
+    /// there), as Open vSwitch would send it under a multi-table pipeline such as Faucet's,
+    /// and there is none while the pipeline does not send new frames to the controller (as
+    /// before the controller installed it). Off (the default): from the catch-all entry
+    /// ([`PacketInOrigin::from_table`]), untagged, and always sent.
     pub fn set_pipeline(&mut self, on: bool) {
         self.pipeline = on;
         self.refresh_origins();
     }
 
-    /// Where the next PACKET_IN from port 1 will say it comes from.
-    pub fn packet_in_origin(&self) -> PacketInOrigin {
+    /// Where the next PACKET_IN from port 1 will say it comes from (see
+    /// [`EmulatedSwitch::packet_in_origin_at`]).
+    pub fn packet_in_origin(&self) -> Option<PacketInOrigin> {
         self.packet_in_origin_at(1)
     }
 
-    /// Where the next PACKET_IN from `in_port` will say it comes from.
-    pub fn packet_in_origin_at(&self, in_port: u32) -> PacketInOrigin {
+    /// Where the next PACKET_IN from `in_port` will say it comes from; None in pipeline
+    /// mode when the pipeline does not send a new frame from `in_port` to the controller.
+    pub fn packet_in_origin_at(&self, in_port: u32) -> Option<PacketInOrigin> {
         if self.pipeline {
-            let p = in_port as usize;
-            self.port_origins
-                .get(p)
-                .copied()
-                .unwrap_or(PacketInOrigin::DEFAULT)
+            self.port_origins.get(in_port as usize).copied().flatten()
         } else {
-            self.origin
+            Some(self.origin)
         }
     }
 
@@ -375,7 +414,7 @@ impl EmulatedSwitch {
     fn refresh_origins(&mut self) {
         if self.pipeline {
             for (p, o) in self.port_origins.iter_mut().enumerate() {
-                *o = PacketInOrigin::walk(&self.table, p as u32).unwrap_or(PacketInOrigin::DEFAULT);
+                *o = PacketInOrigin::walk(&self.table, p as u32);
             }
         } else {
             self.origin = PacketInOrigin::from_table(&self.table);
@@ -467,6 +506,16 @@ impl EmulatedSwitch {
         self.responses
     }
 
+    /// Responses that may answer the latest PACKET_IN: all but those that name only the
+    /// PACKET_IN before it (its source MAC or buffer). A controller that sends several
+    /// messages per PACKET_IN (Faucet: a flow-mod for the source, one for the destination)
+    /// would otherwise have its second taken as the answer to the next PACKET_IN; one that
+    /// sends one per PACKET_IN, or messages that name no PACKET_IN (its pipeline), counts
+    /// as with [`EmulatedSwitch::responses`].
+    pub fn answers(&self) -> u64 {
+        self.responses - self.stale
+    }
+
     /// Takes the flow-mods recorded since the last call.
     pub fn drain_flow_mods(&mut self) -> Vec<ReceivedFlowMod> {
         std::mem::take(&mut self.flow_mods)
@@ -487,10 +536,13 @@ impl EmulatedSwitch {
     /// cbench does with one new MAC per packet, to 02:00:00:00:00:01. Its table, cookie and
     /// reason are those of the entry that sends unknown frames to the controller (see
     /// [`EmulatedSwitch::set_pipeline`]); when the pipeline pushed a VLAN tag before that,
-    /// the frame carries it (802.1Q, 68 bytes). Buffered or not as set. Allocates nothing
-    /// beyond growing `out`.
-    pub fn packet_in(&mut self, eth_src: [u8; 6], in_port: u32, out: &mut Vec<u8>) {
-        let o = self.packet_in_origin_at(in_port);
+    /// the frame carries it (802.1Q, 68 bytes). Buffered or not as set. Returns false, and
+    /// appends nothing, when in pipeline mode the pipeline does not send the frame to the
+    /// controller. Allocates nothing beyond growing `out`.
+    pub fn packet_in(&mut self, eth_src: [u8; 6], in_port: u32, out: &mut Vec<u8>) -> bool {
+        let Some(o) = self.packet_in_origin_at(in_port) else {
+            return false;
+        };
         let tag = if o.vlan.is_some() { 4 } else { 0 };
         let frame = 64 + tag;
         let xid = self.xid();
@@ -527,6 +579,18 @@ impl EmulatedSwitch {
         out[start + tag + 14] = 0x45;
         out[start + tag + 23] = 17;
         self.counters.packet_ins_sent += 1;
+        self.prev_in = self.last_in;
+        self.last_in = Some(SentPacketIn { eth_src, buffer_id });
+        true
+    }
+
+    /// Counts a response that names only the PACKET_IN before the latest one as stale.
+    fn note_response(&mut self, names: impl Fn(&SentPacketIn) -> bool) {
+        self.responses += 1;
+        let prev = self.prev_in.as_ref().is_some_and(&names);
+        if prev && !self.last_in.as_ref().is_some_and(&names) {
+            self.stale += 1;
+        }
     }
 
     /// Handles every whole message at the start of `input`; returns the bytes consumed
@@ -616,7 +680,7 @@ impl EmulatedSwitch {
             }
             Message::FlowMod(fm) => {
                 self.counters.flow_mods += 1;
-                self.responses += 1;
+                self.note_response(|p| p.named_by_flow_mod(&fm));
                 self.apply(&fm);
                 self.origins_after(&fm);
                 self.flow_mods.push(ReceivedFlowMod {
@@ -625,9 +689,9 @@ impl EmulatedSwitch {
                     flow_mod: fm,
                 });
             }
-            Message::PacketOut(_) => {
+            Message::PacketOut(po) => {
                 self.counters.packet_outs += 1;
-                self.responses += 1;
+                self.note_response(|p| p.named_by_packet_out(&po));
             }
             Message::MeterMod(_) => {}
             Message::Other {
@@ -1026,7 +1090,7 @@ mod tests {
     #[test]
     fn packet_ins_come_from_the_entry_that_sends_to_the_controller() {
         let mut sw = EmulatedSwitch::new(1, 2);
-        assert_eq!(sw.packet_in_origin(), PacketInOrigin::DEFAULT);
+        assert_eq!(sw.packet_in_origin(), Some(PacketInOrigin::DEFAULT));
         // A table 0 miss that continues, then a learning table whose miss goes up.
         let goto = FlowMod::add(0, 0, Match::default(), vec![Instruction::GotoTable(251)]);
         let input = [
@@ -1035,7 +1099,7 @@ mod tests {
             (4, Message::FlowMod(miss_to_controller(3, 5, 0x99))),
         ];
         exchange(&mut sw, 0, &input);
-        let o = sw.packet_in_origin();
+        let o = sw.packet_in_origin().unwrap();
         assert_eq!(
             (o.table_id, o.cookie, o.reason),
             (251, 0x77, REASON_NO_MATCH)
@@ -1054,7 +1118,7 @@ mod tests {
             0,
             &[(2, Message::FlowMod(miss_to_controller(1, 5, 0x99)))],
         );
-        assert_eq!(sw.packet_in_origin().reason, REASON_ACTION);
+        assert_eq!(sw.packet_in_origin().unwrap().reason, REASON_ACTION);
     }
 
     /// Faucet 1.10.12's cookie on every flow it installs.
@@ -1151,10 +1215,15 @@ mod tests {
 
     #[test]
     fn under_faucets_pipeline_packet_ins_come_tagged_from_its_eth_src_table() {
-        let mut sw = faucet_switch(true);
+        // Before the controller installed its pipeline, new frames go nowhere.
+        let mut sw = EmulatedSwitch::new(1, 2);
+        sw.set_pipeline(true);
         let mut out = Vec::new();
         let src = [0x02, 1, 0, 0, 0, 7];
-        sw.packet_in(src, 2, &mut out);
+        assert!(!sw.packet_in(src, 2, &mut out));
+        assert!(out.is_empty());
+        let mut sw = faucet_switch(true);
+        assert!(sw.packet_in(src, 2, &mut out));
         // The bytes as Open vSwitch sends them: header (PACKET_IN, 112 bytes), no buffer,
         // total_len 68, reason ACTION, table 1, Faucet's cookie, match in_port=2, padding.
         assert_eq!(&out[..2], &[openflow::VERSION, 10]);
@@ -1186,21 +1255,25 @@ mod tests {
         let o = sw.packet_in_origin_at(1);
         assert_eq!(
             o,
-            PacketInOrigin {
+            Some(PacketInOrigin {
                 table_id: 1,
                 cookie: FAUCET_COOKIE,
                 reason: REASON_ACTION,
                 vlan: Some(100)
-            }
+            })
         );
-        // A port Faucet does not tag (3) gets nothing from its pipeline: the default.
-        assert_eq!(sw.packet_in_origin_at(3), PacketInOrigin::DEFAULT);
+        // A port Faucet does not tag (3) sends nothing to it: no PACKET_IN at all.
+        assert_eq!(sw.packet_in_origin_at(3), None);
+        let mut none = Vec::new();
+        assert!(!sw.packet_in(src, 3, &mut none));
+        assert!(none.is_empty());
+        assert_eq!(sw.counters().packet_ins_sent, 1);
         // Without pipeline mode nothing changes for other controllers: Faucet's pipeline
         // has no catch-all to the controller, so the old default, untagged, 64 bytes.
         let mut sw = faucet_switch(false);
-        assert_eq!(sw.packet_in_origin_at(2), PacketInOrigin::DEFAULT);
+        assert_eq!(sw.packet_in_origin_at(2), Some(PacketInOrigin::DEFAULT));
         let mut out = Vec::new();
-        sw.packet_in(src, 2, &mut out);
+        assert!(sw.packet_in(src, 2, &mut out));
         assert_eq!(out.len(), 8 + 16 + 16 + 2 + 64);
         assert_eq!(&out[42 + 12..42 + 14], &[0x08, 0x00]);
     }
@@ -1245,7 +1318,7 @@ mod tests {
         // drop in eth_src for in_port 1. Port 1's new frames no longer reach the controller.
         let ban = faucet_add(1, 4097, vec![OxmField::InPort(1)], vec![]);
         exchange(&mut sw, 2, &[(32, Message::FlowMod(ban.clone()))]);
-        assert_eq!(sw.packet_in_origin_at(1), PacketInOrigin::DEFAULT);
+        assert_eq!(sw.packet_in_origin_at(1), None);
         assert_eq!(sw.packet_in_origin_at(2), before);
         let lift = FlowMod::delete_strict(1, 4097, ban.match_);
         exchange(&mut sw, 3, &[(33, Message::FlowMod(lift))]);
@@ -1255,7 +1328,7 @@ mod tests {
         other.priority = 5000;
         other.cookie = 0x1234;
         exchange(&mut sw, 4, &[(34, Message::FlowMod(other))]);
-        assert_eq!(sw.packet_in_origin_at(2).cookie, 0x1234);
+        assert_eq!(sw.packet_in_origin_at(2).unwrap().cookie, 0x1234);
     }
 
     #[test]
@@ -1418,6 +1491,63 @@ mod tests {
             &[(10, Message::FlowMod(FlowMod::delete_strict(1, 10, host(2))))],
         );
         assert!(sw.table().is_empty());
+    }
+
+    #[test]
+    fn a_second_message_about_the_previous_packet_in_does_not_answer_the_latest() {
+        let mut sw = EmulatedSwitch::new(1, 2);
+        let (a, b) = ([2, 1, 0, 0, 0, 1], [2, 1, 0, 0, 0, 2]);
+        let rule =
+            |table, f: OxmField| FlowMod::add(table, 8192, Match { fields: vec![f] }, vec![]);
+        // Messages that name no PACKET_IN (a pipeline) count as before.
+        exchange(
+            &mut sw,
+            0,
+            &[(1, Message::FlowMod(miss_to_controller(0, 0, 0)))],
+        );
+        assert_eq!((sw.responses(), sw.answers()), (1, 1));
+        let mut out = Vec::new();
+        sw.packet_in(a, 1, &mut out);
+        // Faucet's two flow-mods for a: the first answers it.
+        exchange(&mut sw, 0, &[(2, Message::FlowMod(rule(1, eth_src(a))))]);
+        assert_eq!((sw.responses(), sw.answers()), (2, 2));
+        sw.packet_in(b, 2, &mut out);
+        // The second, about a, arrives after the PACKET_IN of b: it does not answer b.
+        let dst_a = OxmField::EthDst {
+            addr: a,
+            mask: None,
+        };
+        exchange(&mut sw, 0, &[(3, Message::FlowMod(rule(2, dst_a)))]);
+        assert_eq!((sw.responses(), sw.answers()), (3, 2));
+        // A packet-out of b's frame does.
+        let po = PacketOut {
+            buffer_id: openflow::NO_BUFFER,
+            in_port: 2,
+            actions: vec![Action::output(port::FLOOD)],
+            data: [&NewFrame::ETH_DST[..], &b[..], &[8, 0]].concat(),
+        };
+        exchange(&mut sw, 0, &[(4, Message::PacketOut(po))]);
+        assert_eq!((sw.responses(), sw.answers()), (4, 3));
+        // Buffered: a packet-out of the previous buffer is stale, of the latest is not.
+        let mut sw = EmulatedSwitch::new(1, 2);
+        sw.set_buffered(true);
+        sw.packet_in(a, 1, &mut out);
+        sw.packet_in(b, 1, &mut out);
+        let by_buffer = |buffer_id| PacketOut {
+            buffer_id,
+            in_port: 1,
+            actions: vec![],
+            data: vec![],
+        };
+        exchange(
+            &mut sw,
+            0,
+            &[
+                (5, Message::PacketOut(by_buffer(0))),
+                (6, Message::PacketOut(by_buffer(1))),
+            ],
+        );
+        assert_eq!((sw.responses(), sw.answers()), (2, 1));
     }
 
     #[test]

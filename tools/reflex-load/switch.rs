@@ -27,7 +27,8 @@ pub enum Mode {
     Passive,
     /// cbench throughput: keep PACKET_INs flowing, count responses per second.
     Throughput,
-    /// cbench latency: one PACKET_IN at a time per switch, time each response.
+    /// cbench latency: one PACKET_IN at a time per switch, time each answer (the first
+    /// response after it that is not about the PACKET_IN before it).
     Latency,
 }
 
@@ -280,7 +281,7 @@ fn service(
             .map_err(|e| format!("protocol error from the controller: {e}"))?;
         c.inbuf.drain(..used);
         if let Some((sent_at, before)) = c.outstanding {
-            if c.switch.responses() > before {
+            if c.switch.answers() > before {
                 let _ = rtt.record(now.saturating_sub(sent_at).max(1));
                 c.outstanding = None;
             }
@@ -291,13 +292,14 @@ fn service(
             Mode::Passive => {}
             Mode::Throughput => {
                 while c.outbuf.len() - c.out_at < THROUGHPUT_WINDOW {
-                    packet_in(c, macs);
+                    if !packet_in(c, macs) {
+                        break;
+                    }
                 }
             }
             Mode::Latency => {
-                if c.outstanding.is_none() {
-                    packet_in(c, macs);
-                    c.outstanding = Some((now_ns(), c.switch.responses()));
+                if c.outstanding.is_none() && packet_in(c, macs) {
+                    c.outstanding = Some((now_ns(), c.switch.answers()));
                 }
             }
         }
@@ -321,13 +323,15 @@ fn service(
     Ok(())
 }
 
-fn packet_in(c: &mut Conn, macs: u32) {
+/// Queues the next cbench PACKET_IN; false when the switch's pipeline (--pipeline) does
+/// not send that frame to the controller (it is dropped, as a switch would).
+fn packet_in(c: &mut Conn, macs: u32) -> bool {
     let m = c.next_mac % macs;
     c.next_mac = c.next_mac.wrapping_add(1);
     let dp = c.switch.datapath_id() as u8;
     let mac = [0x02, dp, 0, (m >> 16) as u8, (m >> 8) as u8, m as u8];
     let port = 1 + m % 2;
-    c.switch.packet_in(mac, port, &mut c.outbuf);
+    c.switch.packet_in(mac, port, &mut c.outbuf)
 }
 
 /// One flow-mod as a JSON record.
@@ -431,8 +435,7 @@ pub fn run(args: SwitchArgs) -> anyhow::Result<()> {
         "switches": args.switches,
         "buffered": args.buffered,
         "pipeline": args.pipeline,
-        "packet_in_origin": fleet.conns.first().map(|c| {
-            let o = c.switch.packet_in_origin();
+        "packet_in_origin": fleet.conns.first().and_then(|c| c.switch.packet_in_origin()).map(|o| {
             json!({"table_id": o.table_id, "cookie": format!("{:#x}", o.cookie), "reason": o.reason, "vlan": o.vlan})
         }),
         "connected": fleet.connected(),
