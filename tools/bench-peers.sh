@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Reflex against its peers under the same load, in the same run (PERF.md, "Reflex against its peers").
-# Root: installs the peers from Debian's packages when missing. Loopback only; every load
+# Root: installs the peers from Debian's packages when missing, and Faucet from PyPI into a
+# virtualenv under target/ (pinned version, see FAUCET_VERSION). Loopback only; every load
 # is bounded by count and time; every peer writes only into a temporary directory that is
 # removed afterwards. Benchmarks never run in `cargo test`; this script is where they run.
 #
 #   sudo tools/bench-peers.sh            everything: ingest, cbench, memory
 #   sudo tools/bench-peers.sh ingest     reflex-load sflow into drain, reflexd, sfacctd, fastnetmon
-#   sudo tools/bench-peers.sh cbench     reflex-load switch against reflexd (learn), ovs-testcontroller
+#   sudo tools/bench-peers.sh cbench     reflex-load switch against reflexd (learn), ovs-testcontroller, Faucet
 #   sudo tools/bench-peers.sh memory     reflexd's RSS under a 10M-spoofed-source flood (and sfacctd's)
 #
 # Settings (environment): RATES (paced datagrams/s, default "25000 50000 100000 150000"),
 # STEP_SECS (seconds per paced step, default 5), FLAT_COUNT (datagrams flat out, 1000000),
 # CB_SECS (seconds per cbench run, 5), SPOOF_COUNT (datagrams of the flood, 1430000 =
 # 10M samples), SPOOF_RATE (datagrams/s of the flood, 100000), RSS_CAP_KB (a peer whose
-# RSS passes this is stopped, 4194304).
+# RSS passes this is stopped, 4194304), CONTROLLERS (cbench controllers, default
+# "reflexd ovs-testcontroller faucet").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +27,9 @@ cb_secs="${CB_SECS:-5}"
 spoof_count="${SPOOF_COUNT:-1430000}"
 spoof_rate="${SPOOF_RATE:-100000}"
 rss_cap="${RSS_CAP_KB:-4194304}"
+controllers="${CONTROLLERS:-reflexd ovs-testcontroller faucet}"
+faucet_version=1.10.12
+faucet_venv=target/faucet-venv
 out="target/bench-results/peers-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 summary="$out/summary.txt"
@@ -39,6 +44,7 @@ command -v ovs-testcontroller >/dev/null || need_pkgs+=(openvswitch-testcontroll
 dpkg -s nfdump >/dev/null 2>&1 || need_pkgs+=(nfdump)
 command -v jq >/dev/null || need_pkgs+=(jq)
 command -v python3 >/dev/null || need_pkgs+=(python3)
+python3 -m venv --help >/dev/null 2>&1 || need_pkgs+=(python3-venv)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need_pkgs[@]}" >/dev/null
@@ -46,6 +52,12 @@ fi
 # fastnetmon's package may start its service (listening on 0.0.0.0:6343 if configured);
 # we run our own instance only, with its own config.
 systemctl stop fastnetmon 2>/dev/null || true
+# Faucet (PyPI, pinned) in a virtualenv of its own. DEBINSTALL=1: as root, faucet's setup.py
+# would otherwise copy its configs into /etc/faucet and create /var/log/faucet.
+if [ "$("$faucet_venv/bin/python" -c 'import importlib.metadata as m; print(m.version("faucet"))' 2>/dev/null)" != "$faucet_version" ]; then
+    python3 -m venv "$faucet_venv"
+    DEBINSTALL=1 "$faucet_venv/bin/pip" install -q --disable-pip-version-check "faucet==$faucet_version" >/dev/null
+fi
 
 cargo build --release --bins --quiet
 bin=target/release
@@ -58,7 +70,7 @@ say "nproc:   $(nproc)"
 say "cpu:     $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 say "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min)"
 say "kernel:  $(uname -r); net.core.rmem_max $(cat /proc/sys/net/core/rmem_max)"
-say "peers:   pmacct $(dpkg-query -W -f '${Version}' pmacct 2>/dev/null), nfdump $(dpkg-query -W -f '${Version}' nfdump 2>/dev/null), fastnetmon $(dpkg-query -W -f '${Version}' fastnetmon 2>/dev/null), openvswitch-testcontroller $(dpkg-query -W -f '${Version}' openvswitch-testcontroller 2>/dev/null)"
+say "peers:   pmacct $(dpkg-query -W -f '${Version}' pmacct 2>/dev/null), nfdump $(dpkg-query -W -f '${Version}' nfdump 2>/dev/null), fastnetmon $(dpkg-query -W -f '${Version}' fastnetmon 2>/dev/null), openvswitch-testcontroller $(dpkg-query -W -f '${Version}' openvswitch-testcontroller 2>/dev/null), faucet $("$faucet_venv/bin/python" -c 'import importlib.metadata as m; print(m.version("faucet"), "with os-ken", m.version("os-ken"))' 2>/dev/null)"
 say ""
 
 . tools/bench-lib.sh
@@ -74,6 +86,11 @@ tree_rss_kb() {
 wait_udp() { # port: until a socket is bound there (at most 10 s)
     local a; a=$(printf '0100007F:%04X' "$1")
     for _ in $(seq 100); do awk -v a="$a" '$2 == a {f = 1} END {exit !f}' /proc/net/udp && return 0; sleep 0.1; done
+    return 1
+}
+wait_tcp_listen() { # port: until 127.0.0.1:port listens (state 0A) (at most 30 s)
+    local a; a=$(printf '0100007F:%04X' "$1")
+    for _ in $(seq 300); do awk -v a="$a" '$2 == a && $4 == "0A" {f = 1} END {exit !f}' /proc/net/tcp && return 0; sleep 0.1; done
     return 1
 }
 
@@ -255,8 +272,21 @@ main = "auth >> learn"
 TOML
 }
 
+# Faucet's config for datapaths 1..N (the emulator's dpids), ports 1-4 (its default
+# --ports) untagged on VLAN 100. max_hosts 0 = no limit on the VLAN and the ports (defaults
+# 256 and 255 would ban learning after that many of the emulator's 100k source MACs);
+# ignore_learn_ins 0 = answer every PACKET_IN (default 10 drops about one in ten while
+# learning, a load-shedding the other controllers do not do).
+faucet_conf() { # switches
+    printf '%s\n' "vlans:" "  bench:" "    vid: 100" "    max_hosts: 0" "dps:"
+    for i in $(seq "$1"); do
+        printf '%s\n' "  s$i:" "    dp_id: $i" "    hardware: \"Open vSwitch\"" "    ignore_learn_ins: 0" \
+            "    interface_ranges:" "      1-4: {native_vlan: bench, max_hosts: 0}"
+    done
+}
+
 cbench_one() { # controller mode switches extra-flag
-    local ctl=$1 mode=$2 n=$3 flag=${4:-} p dir pid; p=$(port); dir=$(mktemp -d /tmp/reflex-peers.XXXXXX)
+    local ctl=$1 mode=$2 n=$3 flag=${4:-} p dir pid emu=""; p=$(port); dir=$(mktemp -d /tmp/reflex-peers.XXXXXX)
     case "$ctl" in
         reflexd)
             reactive_conf "$p" "$dir" >"$dir/r.toml"
@@ -264,35 +294,52 @@ cbench_one() { # controller mode switches extra-flag
         ovs-testcontroller)
             timeout $((cb_secs + 30)) ovs-testcontroller -O OpenFlow13 --unixctl="$dir/ctl" -vconsole:warn \
                 "ptcp:$p:127.0.0.1" >/dev/null 2>"$dir/log" & ;;
+        faucet)
+            # Faucet answers only what its pipeline sends: the emulator walks it (--pipeline).
+            emu=--pipeline
+            faucet_conf "$n" >"$dir/faucet.yaml"
+            # Our own os-ken config (faucet's default is /etc/faucet/ryu.conf), same echo settings.
+            printf '%s\n' "[DEFAULT]" "echo_request_interval=3" "maximum_unreplied_echo_requests=5" >"$dir/ryu.conf"
+            FAUCET_CONFIG="$dir/faucet.yaml" FAUCET_LOG="$dir/faucet.log" FAUCET_EXCEPTION_LOG="$dir/faucet_exception.log" \
+                FAUCET_LOG_LEVEL=WARNING FAUCET_EVENT_SOCK=0 FAUCET_PROMETHEUS_ADDR=127.0.0.1 FAUCET_PROMETHEUS_PORT="$(port)" \
+                PATH="$PWD/$faucet_venv/bin:$PATH" timeout $((cb_secs + 60)) "$faucet_venv/bin/faucet" \
+                --ryu-config-file="$dir/ryu.conf" --ryu-ofp-listen-host=127.0.0.1 --ryu-ofp-tcp-listen-port="$p" \
+                >/dev/null 2>"$dir/log" & ;;
     esac
     pid=$!
+    if [ "$ctl" = faucet ] && ! wait_tcp_listen "$p"; then
+        say "  $ctl $mode switches=$n $flag: did not listen on 127.0.0.1:$p ($(tail -1 "$dir/log" 2>/dev/null))"
+        stop_tree "$pid"; rm -rf "$dir"; return
+    fi
     sleep 1
     local c0; c0=$(tree_cpu "$pid")
     # shellcheck disable=SC2086
     "$load" switch --controller "127.0.0.1:$p" --mode "$mode" --switches "$n" --duration "$cb_secs" \
-        $flag --json --quiet >"$dir/sw.json" 2>"$dir/sw.err" || true
+        $flag $emu --json --quiet >"$dir/sw.json" 2>"$dir/sw.err" || true
     local c1; c1=$(tree_cpu "$pid")
     stop_tree "$pid"
     if ! jq -e .responses "$dir/sw.json" >/dev/null 2>&1; then
         say "  $ctl $mode switches=$n $flag: failed: $(tail -1 "$dir/sw.err")"; rm -rf "$dir"; return
     fi
     local line; line=$(jq -c --arg c "$ctl" --arg f "$flag" --argjson cpu "$(py "print(round($c1 - $c0, 3))")" \
-        '{controller:$c, mode, switches, buffered, responses, measured_s, responses_per_s, cpu_s:$cpu,
+        '{controller:$c, mode, switches, buffered, pipeline, responses, measured_s, responses_per_s, cpu_s:$cpu,
           responses_per_cpu_s:(.responses/([$cpu,0.001]|max)), packet_outs:.counters.packet_outs, flow_mods:.counters.flow_mods,
-          packet_ins_sent:.counters.packet_ins_sent, rtt_us, packet_in_origin, closed}' "$dir/sw.json")
+          packet_ins_sent:.counters.packet_ins_sent, per_second, rtt_us, packet_in_origin, closed}' "$dir/sw.json")
+    if [ "$ctl" = faucet ] && [ -s "$dir/faucet_exception.log" ]; then
+        say "  faucet exception log: $(tail -1 "$dir/faucet_exception.log")"
+    fi
     echo "$line" >>"$out/cbench.jsonl"
-    say "  $(echo "$line" | jq -r '"\(.controller|.+"                  "|.[0:18]) \(.mode) switches=\(.switches) buffered=\(.buffered): \(.responses_per_s|round) responses/s (\(.packet_outs) packet-outs, \(.flow_mods) flow-mods), controller CPU \(.cpu_s) s = \(.responses_per_cpu_s|round) responses per CPU-second\(if .rtt_us then ", RTT p50 \(.rtt_us.p50) us p99 \(.rtt_us.p99) us" else "" end); PACKET_IN from table \(.packet_in_origin.table_id) cookie \(.packet_in_origin.cookie)"')"
+    say "  $(echo "$line" | jq -r '"\(.controller|.+"                  "|.[0:18]) \(.mode) switches=\(.switches) buffered=\(.buffered): \(.responses_per_s|round) responses/s (\(.packet_outs) packet-outs, \(.flow_mods) flow-mods), controller CPU \(.cpu_s) s = \(.responses_per_cpu_s|round) responses per CPU-second\(if .rtt_us then ", RTT p50 \(.rtt_us.p50) us p99 \(.rtt_us.p99) us" else "" end); PACKET_IN from table \(.packet_in_origin.table_id) cookie \(.packet_in_origin.cookie) reason \(.packet_in_origin.reason) vlan \(.packet_in_origin.vlan)"')"
     rm -rf "$dir"
 }
 
 if [ "$what" = all ] || [ "$what" = cbench ]; then
-    say "## cbench: reflex-load switch (PACKET_IN per unique source MAC) against reflexd (auth >> learn, hosts authenticated) and ovs-testcontroller -O OpenFlow13, ${cb_secs}s each, back to back"
+    say "## cbench: reflex-load switch (PACKET_IN per unique source MAC) against reflexd (auth >> learn, hosts authenticated), ovs-testcontroller -O OpenFlow13 and Faucet $faucet_version (VLAN 100 untagged on ports 1-4, emulator --pipeline), ${cb_secs}s each, back to back"
     for cfg in "throughput 1" "throughput 16" "throughput 16 --buffered" "latency 1" "latency 16"; do
         # shellcheck disable=SC2086
         set -- $cfg
-        for c in reflexd ovs-testcontroller; do cbench_one "$c" "$1" "$2" "${3:-}"; done
+        for c in $controllers; do cbench_one "$c" "$1" "$2" "${3:-}"; done
     done
-    say "Faucet: not measured (see PERF.md)"
     say ""
 fi
 

@@ -5,14 +5,23 @@
 //! with the time it arrived. It answers HELLO, FEATURES, ECHO, BARRIER, GET_CONFIG,
 //! ROLE and multipart DESC / PORT_DESC / FLOW (from its own table) / TABLE; it applies
 //! SET_CONFIG and keeps a flow table that ADD / DELETE / DELETE_STRICT maintain, so a
-//! controller's reconciliation sees what it installed. Anything else gets an OFPT_ERROR.
+//! controller's reconciliation sees what it installed. Anything else gets an OFPT_ERROR
+//! (SET_ASYNC is accepted silently, as Open vSwitch does).
+//!
+//! PACKET_INs ([`EmulatedSwitch::packet_in`]) say where they come from as a real switch
+//! would, in one of two ways (see [`EmulatedSwitch::set_pipeline`]): from the catch-all
+//! output-to-CONTROLLER entry at the end of the controller's pipeline (the default), or
+//! from the entry a walk of the flow table, per in_port, reaches for a frame of a
+//! never-seen source, with the frame as the pipeline has it there (VLAN tag pushed); a
+//! frame the pipeline does not send to the controller then produces no PACKET_IN.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use crate::openflow::{
     self, frame, negotiate, Action, Desc, ErrorMsg, Features, FlowMod, FlowModCommand, FlowStats,
     Hello, Instruction, Match, Message, MultipartReply, MultipartReplyBody, MultipartRequestBody,
-    OxmField, Port, Role, SwitchConfig, TableStats,
+    OxmField, PacketOut, Port, Role, SwitchConfig, TableStats,
 };
 
 /// OFPET_BAD_REQUEST and two of its codes.
@@ -21,6 +30,8 @@ const OFPBRC_BAD_TYPE: u16 = 1;
 const OFPBRC_BAD_MULTIPART: u16 = 2;
 /// Largest multipart body we put in one reply (the 16-bit length bounds the message).
 const MULTIPART_CHUNK: usize = 60_000;
+/// OFPT_SET_ASYNC, which Open vSwitch accepts without a reply.
+const OFPT_SET_ASYNC: u8 = 28;
 
 /// A flow-mod as the emulated switch received it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +99,9 @@ pub struct EmulatedSwitch {
     ports: Vec<Port>,
     config: SwitchConfig,
     table: Vec<FlowStats>,
+    /// Where each (table, priority, match) sits in `table`: an ADD replaces in O(1), so a
+    /// controller that installs a flow per learnt host does not make the switch quadratic.
+    index: HashMap<(u8, u16, Match), usize>,
     negotiated: bool,
     features_replied: bool,
     next_xid: u32,
@@ -95,12 +109,53 @@ pub struct EmulatedSwitch {
     flow_mods: Vec<ReceivedFlowMod>,
     /// Responses (flow-mods and packet-outs) received; cbench counts these.
     responses: u64,
+    /// Responses that refer only to the PACKET_IN before the latest (see `answers`).
+    stale: u64,
+    /// The latest PACKET_IN sent and the one before it.
+    last_in: Option<SentPacketIn>,
+    prev_in: Option<SentPacketIn>,
     counters: SwitchCounters,
     /// Buffer PACKET_IN frames (cbench's default) instead of sending them unbuffered.
     buffered: bool,
     next_buffer: u32,
-    /// Where PACKET_INs come from: derived from the flow table after every flow-mod.
+    /// Where PACKET_INs come from: derived from the flow table after every flow-mod that
+    /// can change it.
     origin: PacketInOrigin,
+    /// Walk the pipeline per in_port instead of taking the catch-all entry.
+    pipeline: bool,
+    /// Pipeline mode: the origin of a new frame per in_port (indexed by port number); None
+    /// when the pipeline does not send it to the controller.
+    port_origins: Vec<Option<PacketInOrigin>>,
+}
+
+/// What identifies a PACKET_IN in the controller's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SentPacketIn {
+    eth_src: [u8; 6],
+    buffer_id: u32,
+}
+
+impl SentPacketIn {
+    /// Whether a flow-mod names this PACKET_IN: its buffer, or its source MAC exactly as
+    /// eth_src or eth_dst (a learning controller's rules for that host).
+    fn named_by_flow_mod(&self, fm: &FlowMod) -> bool {
+        let mac = |addr: &[u8; 6], mask: &Option<[u8; 6]>| {
+            *addr == self.eth_src && mask.is_none_or(|m| m == [0xff; 6])
+        };
+        (fm.buffer_id != openflow::NO_BUFFER && fm.buffer_id == self.buffer_id)
+            || fm.match_.fields.iter().any(|f| match f {
+                OxmField::EthSrc { addr, mask } | OxmField::EthDst { addr, mask } => {
+                    mac(addr, mask)
+                }
+                _ => false,
+            })
+    }
+
+    /// Whether a packet-out names this PACKET_IN: its buffer, or a frame from its source.
+    fn named_by_packet_out(&self, po: &PacketOut) -> bool {
+        (po.buffer_id != openflow::NO_BUFFER && po.buffer_id == self.buffer_id)
+            || po.data.get(6..12) == Some(&self.eth_src[..])
+    }
 }
 
 /// Buffers announced in FEATURES_REPLY when PACKET_INs are buffered (ids cycle through them).
@@ -111,12 +166,15 @@ pub const REASON_NO_MATCH: u8 = 0;
 pub const REASON_ACTION: u8 = 1;
 
 /// The table, cookie and reason a PACKET_IN carries: those of the flow entry that sent the
-/// packet to the controller, as a real switch reports them.
+/// packet to the controller, as a real switch reports them; and the 802.1Q tag the frame
+/// carries at that point of the pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PacketInOrigin {
     pub table_id: u8,
     pub cookie: u64,
     pub reason: u8,
+    /// VLAN id of the tag pushed by the pipeline before the output, if any.
+    pub vlan: Option<u16>,
 }
 
 impl PacketInOrigin {
@@ -126,6 +184,7 @@ impl PacketInOrigin {
         table_id: 0,
         cookie: u64::MAX,
         reason: REASON_NO_MATCH,
+        vlan: None,
     };
 
     /// The origin of a new frame's PACKET_IN under `table`: the catch-all entry (empty
@@ -135,9 +194,9 @@ impl PacketInOrigin {
     pub fn from_table(table: &[FlowStats]) -> PacketInOrigin {
         let to_controller = |e: &FlowStats| {
             e.instructions.iter().any(|i| match i {
-                Instruction::ApplyActions(a) | Instruction::WriteActions(a) => a.iter().any(
-                    |x| matches!(x, Action::Output { port, .. } if *port == openflow::port::CONTROLLER),
-                ),
+                Instruction::ApplyActions(a) | Instruction::WriteActions(a) => {
+                    a.iter().any(is_to_controller)
+                }
                 _ => false,
             })
         };
@@ -153,13 +212,126 @@ impl PacketInOrigin {
                 } else {
                     REASON_ACTION
                 },
+                vlan: None,
             })
+    }
+
+    /// The origin of a PACKET_IN for a new frame ([`NewFrame`]) arriving untagged on
+    /// `in_port`, found as a switch finds it: from table 0, the highest-priority entry whose
+    /// match the frame satisfies, its apply/write actions applied in order (push VLAN, set
+    /// vlan_vid, pop VLAN) until one outputs to CONTROLLER, then its goto-table. The reason
+    /// is OFPR_NO_MATCH for a table-miss entry (priority 0, empty match), else OFPR_ACTION.
+    /// None when the pipeline drops the frame or forwards it elsewhere.
+    pub fn walk(table: &[FlowStats], in_port: u32) -> Option<PacketInOrigin> {
+        let mut vlan: Option<u16> = None;
+        let mut table_id = 0u8;
+        loop {
+            let at = Some((in_port, vlan));
+            let entry = table
+                .iter()
+                .filter(|e| e.table_id == table_id && NewFrame::matches(&e.match_, at))
+                .fold(None::<&FlowStats>, |best, e| match best {
+                    Some(b) if b.priority >= e.priority => Some(b),
+                    _ => Some(e),
+                })?;
+            let mut next = None;
+            for i in &entry.instructions {
+                match i {
+                    Instruction::ApplyActions(a) | Instruction::WriteActions(a) => {
+                        for x in a {
+                            match x {
+                                Action::PushVlan(_) => vlan = Some(vlan.unwrap_or(0)),
+                                Action::PopVlan => vlan = None,
+                                Action::SetField(OxmField::VlanVid { vid, .. }) => {
+                                    vlan = vlan.map(|_| vid & 0x0fff)
+                                }
+                                x if is_to_controller(x) => {
+                                    let miss =
+                                        entry.priority == 0 && entry.match_.fields.is_empty();
+                                    return Some(PacketInOrigin {
+                                        table_id,
+                                        cookie: entry.cookie,
+                                        reason: if miss { REASON_NO_MATCH } else { REASON_ACTION },
+                                        vlan,
+                                    });
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    Instruction::GotoTable(t) => next = Some(*t),
+                    _ => {}
+                }
+            }
+            // Gotos must go forward (OpenFlow 1.3, 5.1): anything else ends the walk.
+            match next {
+                Some(t) if t > table_id => table_id = t,
+                _ => return None,
+            }
+        }
+    }
+}
+
+fn is_to_controller(a: &Action) -> bool {
+    matches!(a, Action::Output { port, .. } if *port == openflow::port::CONTROLLER)
+}
+
+/// The frame every PACKET_IN carries (see [`EmulatedSwitch::packet_in`]), as flow matches
+/// see it: IPv4/UDP, addresses and ports 0, to [`NewFrame::ETH_DST`], from a source MAC the
+/// controller has never seen (unicast, locally administered; nothing else is known of it).
+pub struct NewFrame;
+
+impl NewFrame {
+    pub const ETH_DST: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+    /// First byte of every emulated source MAC: unicast, locally administered.
+    const ETH_SRC_FIRST: u8 = 0x02;
+
+    /// Whether a new frame satisfies `m`. `at` is (in_port, VLAN tag) at that point of the
+    /// pipeline; None: unknown, so in_port and vlan_vid fields are taken as satisfied (a
+    /// false answer then means no new frame ever satisfies `m`, wherever it is).
+    pub fn matches(m: &Match, at: Option<(u32, Option<u16>)>) -> bool {
+        m.fields.iter().all(|f| Self::field(f, at))
+    }
+
+    fn field(f: &OxmField, at: Option<(u32, Option<u16>)>) -> bool {
+        let masked6 = |v: [u8; 6], addr: [u8; 6], mask: Option<[u8; 6]>| {
+            let m = mask.unwrap_or([0xff; 6]);
+            (0..6).all(|i| v[i] & m[i] == addr[i] & m[i])
+        };
+        let zero_v4 = |addr: Ipv4Addr, mask: Option<Ipv4Addr>| {
+            u32::from(addr) & u32::from(mask.unwrap_or(Ipv4Addr::BROADCAST)) == 0
+        };
+        match *f {
+            OxmField::InPort(p) => at.is_none_or(|(port, _)| port == p),
+            OxmField::VlanVid { vid, mask } => at.is_none_or(|(_, vlan)| {
+                let v = vlan.map_or(0, |v| 0x1000 | v);
+                let m = mask.unwrap_or(0x1fff);
+                v & m == vid & m
+            }),
+            OxmField::EthDst { addr, mask } => masked6(Self::ETH_DST, addr, mask),
+            // An unknown source satisfies only a mask on bits of the first byte (the
+            // group and local bits): anything finer is about particular hosts.
+            OxmField::EthSrc { addr, mask } => match mask {
+                Some(m) if m[1..].iter().all(|b| *b == 0) => {
+                    Self::ETH_SRC_FIRST & m[0] == addr[0] & m[0]
+                }
+                _ => false,
+            },
+            OxmField::EthType(t) => t == 0x0800,
+            OxmField::IpProto(p) => p == 17,
+            OxmField::Ipv4Src { addr, mask } | OxmField::Ipv4Dst { addr, mask } => {
+                zero_v4(addr, mask)
+            }
+            OxmField::UdpSrc(p) | OxmField::UdpDst(p) => p == 0,
+            _ => false,
+        }
     }
 }
 
 impl EmulatedSwitch {
     /// A switch with `datapath_id` and ports `1..=ports`, flow table empty.
     pub fn new(datapath_id: u64, ports: u32) -> EmulatedSwitch {
+        let n_ports = ports;
         let ports = (1..=ports)
             .map(|n| Port {
                 port_no: n,
@@ -186,15 +358,21 @@ impl EmulatedSwitch {
                 miss_send_len: 128,
             },
             table: Vec::new(),
+            index: HashMap::new(),
             negotiated: false,
             features_replied: false,
             next_xid: 1,
             flow_mods: Vec::new(),
             responses: 0,
+            stale: 0,
+            last_in: None,
+            prev_in: None,
             counters: SwitchCounters::default(),
             buffered: false,
             next_buffer: 0,
             origin: PacketInOrigin::DEFAULT,
+            pipeline: false,
+            port_origins: vec![None; n_ports as usize + 1],
         }
     }
 
@@ -205,9 +383,57 @@ impl EmulatedSwitch {
         self.buffered = on;
     }
 
-    /// Where the next PACKET_IN will say it comes from.
-    pub fn packet_in_origin(&self) -> PacketInOrigin {
-        self.origin
+    /// Pipeline mode: each PACKET_IN comes from the entry that [`PacketInOrigin::walk`]
+    /// reaches for its in_port (table, cookie, reason, and the VLAN tag the frame carries
+    /// there), as Open vSwitch would send it under a multi-table pipeline such as Faucet's,
+    /// and there is none while the pipeline does not send new frames to the controller (as
+    /// before the controller installed it). Off (the default): from the catch-all entry
+    /// ([`PacketInOrigin::from_table`]), untagged, and always sent.
+    pub fn set_pipeline(&mut self, on: bool) {
+        self.pipeline = on;
+        self.refresh_origins();
+    }
+
+    /// Where the next PACKET_IN from port 1 will say it comes from (see
+    /// [`EmulatedSwitch::packet_in_origin_at`]).
+    pub fn packet_in_origin(&self) -> Option<PacketInOrigin> {
+        self.packet_in_origin_at(1)
+    }
+
+    /// Where the next PACKET_IN from `in_port` will say it comes from; None in pipeline
+    /// mode when the pipeline does not send a new frame from `in_port` to the controller.
+    pub fn packet_in_origin_at(&self, in_port: u32) -> Option<PacketInOrigin> {
+        if self.pipeline {
+            self.port_origins.get(in_port as usize).copied().flatten()
+        } else {
+            Some(self.origin)
+        }
+    }
+
+    /// Recomputes where PACKET_INs come from (in pipeline mode, for every port).
+    fn refresh_origins(&mut self) {
+        if self.pipeline {
+            for (p, o) in self.port_origins.iter_mut().enumerate() {
+                *o = PacketInOrigin::walk(&self.table, p as u32);
+            }
+        } else {
+            self.origin = PacketInOrigin::from_table(&self.table);
+        }
+    }
+
+    /// After `fm` was applied: recomputes the origins only when `fm` can have changed them.
+    /// Whatever `fm` adds, modifies or deletes has a match containing all of `fm`'s fields,
+    /// so when no new frame satisfies `fm`'s match the entries it touched are on no new
+    /// frame's path; and only empty-match entries are catch-alls.
+    fn origins_after(&mut self, fm: &FlowMod) {
+        let may_change = if self.pipeline {
+            NewFrame::matches(&fm.match_, None)
+        } else {
+            fm.match_.fields.is_empty()
+        };
+        if may_change {
+            self.refresh_origins();
+        }
     }
 
     /// Preloads `n` entries (drops of 10.0.x.y in table 0) that FLOW stats will report,
@@ -237,7 +463,17 @@ impl EmulatedSwitch {
                 instructions: Vec::new(),
             })
             .collect();
+        self.reindex();
         self
+    }
+
+    fn reindex(&mut self) {
+        self.index = self
+            .table
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ((e.table_id, e.priority, e.match_.clone()), i))
+            .collect();
     }
 
     /// The datapath id announced in FEATURES_REPLY.
@@ -270,6 +506,16 @@ impl EmulatedSwitch {
         self.responses
     }
 
+    /// Responses that may answer the latest PACKET_IN: all but those that name only the
+    /// PACKET_IN before it (its source MAC or buffer). A controller that sends several
+    /// messages per PACKET_IN (Faucet: a flow-mod for the source, one for the destination)
+    /// would otherwise have its second taken as the answer to the next PACKET_IN; one that
+    /// sends one per PACKET_IN, or messages that name no PACKET_IN (its pipeline), counts
+    /// as with [`EmulatedSwitch::responses`].
+    pub fn answers(&self) -> u64 {
+        self.responses - self.stale
+    }
+
     /// Takes the flow-mods recorded since the last call.
     pub fn drain_flow_mods(&mut self) -> Vec<ReceivedFlowMod> {
         std::mem::take(&mut self.flow_mods)
@@ -289,9 +535,16 @@ impl EmulatedSwitch {
     /// Appends a PACKET_IN of a 64-byte IPv4/UDP frame from `eth_src` on port `in_port`, as
     /// cbench does with one new MAC per packet, to 02:00:00:00:00:01. Its table, cookie and
     /// reason are those of the entry that sends unknown frames to the controller (see
-    /// [`PacketInOrigin::from_table`]); buffered or not as set. Allocates nothing.
-    pub fn packet_in(&mut self, eth_src: [u8; 6], in_port: u32, out: &mut Vec<u8>) {
-        const FRAME: usize = 64;
+    /// [`EmulatedSwitch::set_pipeline`]); when the pipeline pushed a VLAN tag before that,
+    /// the frame carries it (802.1Q, 68 bytes). Buffered or not as set. Returns false, and
+    /// appends nothing, when in pipeline mode the pipeline does not send the frame to the
+    /// controller. Allocates nothing beyond growing `out`.
+    pub fn packet_in(&mut self, eth_src: [u8; 6], in_port: u32, out: &mut Vec<u8>) -> bool {
+        let Some(o) = self.packet_in_origin_at(in_port) else {
+            return false;
+        };
+        let tag = if o.vlan.is_some() { 4 } else { 0 };
+        let frame = 64 + tag;
         let xid = self.xid();
         let buffer_id = if self.buffered {
             let b = self.next_buffer;
@@ -300,29 +553,44 @@ impl EmulatedSwitch {
         } else {
             openflow::NO_BUFFER
         };
-        let o = self.origin;
         // Header, buffer_id, total_len, reason, table_id, cookie; match (in_port, padded
         // to 16 bytes); 2 bytes of padding; the frame.
-        let len = 8 + 16 + 16 + 2 + FRAME;
+        let len = 8 + 16 + 16 + 2 + frame;
         out.reserve(len);
         out.extend_from_slice(&[openflow::VERSION, 10]);
         out.extend_from_slice(&(len as u16).to_be_bytes());
         out.extend_from_slice(&xid.to_be_bytes());
         out.extend_from_slice(&buffer_id.to_be_bytes());
-        out.extend_from_slice(&(FRAME as u16).to_be_bytes());
+        out.extend_from_slice(&(frame as u16).to_be_bytes());
         out.extend_from_slice(&[o.reason, o.table_id]);
         out.extend_from_slice(&o.cookie.to_be_bytes());
         out.extend_from_slice(&[0, 1, 0, 12, 0x80, 0, 0, 4]); // OXM match, in_port
         out.extend_from_slice(&in_port.to_be_bytes());
         out.extend_from_slice(&[0; 4 + 2]);
         let start = out.len();
-        out.extend_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+        out.extend_from_slice(&NewFrame::ETH_DST);
         out.extend_from_slice(&eth_src);
+        if let Some(vid) = o.vlan {
+            out.extend_from_slice(&0x8100u16.to_be_bytes());
+            out.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
+        }
         out.extend_from_slice(&0x0800u16.to_be_bytes());
-        out.resize(start + FRAME, 0);
-        out[start + 14] = 0x45;
-        out[start + 23] = 17;
+        out.resize(start + frame, 0);
+        out[start + tag + 14] = 0x45;
+        out[start + tag + 23] = 17;
         self.counters.packet_ins_sent += 1;
+        self.prev_in = self.last_in;
+        self.last_in = Some(SentPacketIn { eth_src, buffer_id });
+        true
+    }
+
+    /// Counts a response that names only the PACKET_IN before the latest one as stale.
+    fn note_response(&mut self, names: impl Fn(&SentPacketIn) -> bool) {
+        self.responses += 1;
+        let prev = self.prev_in.as_ref().is_some_and(&names);
+        if prev && !self.last_in.as_ref().is_some_and(&names) {
+            self.stale += 1;
+        }
     }
 
     /// Handles every whole message at the start of `input`; returns the bytes consumed
@@ -412,20 +680,24 @@ impl EmulatedSwitch {
             }
             Message::FlowMod(fm) => {
                 self.counters.flow_mods += 1;
-                self.responses += 1;
+                self.note_response(|p| p.named_by_flow_mod(&fm));
                 self.apply(&fm);
-                self.origin = PacketInOrigin::from_table(&self.table);
+                self.origins_after(&fm);
                 self.flow_mods.push(ReceivedFlowMod {
                     at_ns: now_ns,
                     xid,
                     flow_mod: fm,
                 });
             }
-            Message::PacketOut(_) => {
+            Message::PacketOut(po) => {
                 self.counters.packet_outs += 1;
-                self.responses += 1;
+                self.note_response(|p| p.named_by_packet_out(&po));
             }
             Message::MeterMod(_) => {}
+            Message::Other {
+                msg_type: OFPT_SET_ASYNC,
+                ..
+            } => {}
             Message::Error(_) => self.counters.errors_received += 1,
             Message::MultipartRequest(req) => {
                 self.counters.multiparts += 1;
@@ -481,11 +753,7 @@ impl EmulatedSwitch {
     fn apply(&mut self, fm: &FlowMod) {
         match fm.command {
             FlowModCommand::Add => {
-                let same = |e: &FlowStats| {
-                    e.table_id == fm.table_id && e.priority == fm.priority && e.match_ == fm.match_
-                };
-                self.table.retain(|e| !same(e));
-                self.table.push(FlowStats {
+                let entry = FlowStats {
                     table_id: fm.table_id,
                     duration_sec: 0,
                     duration_nsec: 0,
@@ -498,18 +766,38 @@ impl EmulatedSwitch {
                     byte_count: 0,
                     match_: fm.match_.clone(),
                     instructions: fm.instructions.clone(),
-                });
+                };
+                // Same table, priority and match: the new entry replaces the old one.
+                let key = (fm.table_id, fm.priority, fm.match_.clone());
+                match self.index.get(&key) {
+                    Some(&i) => self.table[i] = entry,
+                    None => {
+                        self.index.insert(key, self.table.len());
+                        self.table.push(entry);
+                    }
+                }
             }
-            FlowModCommand::DeleteStrict => self.table.retain(|e| {
-                !(e.table_id == fm.table_id && e.priority == fm.priority && e.match_ == fm.match_)
-            }),
+            FlowModCommand::DeleteStrict => {
+                let key = (fm.table_id, fm.priority, fm.match_.clone());
+                if let Some(i) = self.index.remove(&key) {
+                    self.table.swap_remove(i);
+                    if let Some(e) = self.table.get(i) {
+                        self.index
+                            .insert((e.table_id, e.priority, e.match_.clone()), i);
+                    }
+                }
+            }
             FlowModCommand::Delete => {
                 let table_ok = |t: u8| fm.table_id == openflow::TABLE_ALL || t == fm.table_id;
                 // Non-strict delete: entries whose match contains every field of fm's.
+                let before = self.table.len();
                 self.table.retain(|e| {
                     !(table_ok(e.table_id)
                         && fm.match_.fields.iter().all(|f| e.match_.fields.contains(f)))
-                })
+                });
+                if self.table.len() != before {
+                    self.reindex();
+                }
             }
             FlowModCommand::Modify | FlowModCommand::ModifyStrict => {
                 for e in &mut self.table {
@@ -802,7 +1090,7 @@ mod tests {
     #[test]
     fn packet_ins_come_from_the_entry_that_sends_to_the_controller() {
         let mut sw = EmulatedSwitch::new(1, 2);
-        assert_eq!(sw.packet_in_origin(), PacketInOrigin::DEFAULT);
+        assert_eq!(sw.packet_in_origin(), Some(PacketInOrigin::DEFAULT));
         // A table 0 miss that continues, then a learning table whose miss goes up.
         let goto = FlowMod::add(0, 0, Match::default(), vec![Instruction::GotoTable(251)]);
         let input = [
@@ -811,7 +1099,7 @@ mod tests {
             (4, Message::FlowMod(miss_to_controller(3, 5, 0x99))),
         ];
         exchange(&mut sw, 0, &input);
-        let o = sw.packet_in_origin();
+        let o = sw.packet_in_origin().unwrap();
         assert_eq!(
             (o.table_id, o.cookie, o.reason),
             (251, 0x77, REASON_NO_MATCH)
@@ -830,7 +1118,447 @@ mod tests {
             0,
             &[(2, Message::FlowMod(miss_to_controller(1, 5, 0x99)))],
         );
-        assert_eq!(sw.packet_in_origin().reason, REASON_ACTION);
+        assert_eq!(sw.packet_in_origin().unwrap().reason, REASON_ACTION);
+    }
+
+    /// Faucet 1.10.12's cookie on every flow it installs.
+    const FAUCET_COOKIE: u64 = 0x5adc_15c0;
+    /// VLAN 100 as Faucet sets it (with OFPVID_PRESENT).
+    const VID_100: u16 = 0x1000 | 100;
+
+    fn faucet_add(
+        table_id: u8,
+        priority: u16,
+        fields: Vec<OxmField>,
+        ins: Vec<Instruction>,
+    ) -> FlowMod {
+        let mut fm = FlowMod::add(table_id, priority, Match { fields }, ins);
+        fm.cookie = FAUCET_COOKIE;
+        fm
+    }
+
+    fn vlan(vid: u16) -> OxmField {
+        OxmField::VlanVid { vid, mask: None }
+    }
+
+    fn eth_src(addr: [u8; 6]) -> OxmField {
+        OxmField::EthSrc { addr, mask: None }
+    }
+
+    /// What Faucet 1.10.12 installs on a datapath with ports 1 and 2 untagged on VLAN 100
+    /// (as recorded by `reflex-load switch --record`, flood table abridged): table 0 `vlan`
+    /// tags untagged frames per port, table 1 `eth_src` copies frames of unknown sources on
+    /// the VLAN to the controller and goes on, table 2 `eth_dst` misses to table 3 `flood`.
+    fn faucet_pipeline() -> Vec<FlowMod> {
+        let tag = |port| {
+            faucet_add(
+                0,
+                4096,
+                vec![OxmField::InPort(port), vlan(0)],
+                vec![
+                    Instruction::ApplyActions(vec![
+                        Action::PushVlan(0x8100),
+                        Action::SetField(vlan(VID_100)),
+                    ]),
+                    Instruction::GotoTable(1),
+                ],
+            )
+        };
+        let flood = Action::Output {
+            port: 1,
+            max_len: 0,
+        };
+        vec![
+            FlowMod::delete(openflow::TABLE_ALL, Match::any()),
+            faucet_add(
+                3,
+                8192,
+                vec![vlan(VID_100)],
+                vec![Instruction::ApplyActions(vec![Action::PopVlan, flood])],
+            ),
+            faucet_add(3, 0, vec![], vec![]),
+            faucet_add(2, 0, vec![], vec![Instruction::GotoTable(3)]),
+            faucet_add(1, 20490, vec![OxmField::EthType(0x9000)], vec![]),
+            faucet_add(1, 20480, vec![eth_src([0xff; 6])], vec![]),
+            faucet_add(1, 20480, vec![eth_src([0x0e, 0, 0, 0, 0, 1])], vec![]),
+            faucet_add(
+                1,
+                4096,
+                vec![vlan(VID_100)],
+                vec![
+                    Instruction::ApplyActions(vec![Action::Output {
+                        port: openflow::port::CONTROLLER,
+                        max_len: 96,
+                    }]),
+                    Instruction::GotoTable(2),
+                ],
+            ),
+            faucet_add(1, 0, vec![], vec![Instruction::GotoTable(2)]),
+            tag(1),
+            tag(2),
+            faucet_add(0, 0, vec![], vec![]),
+        ]
+    }
+
+    /// A switch in pipeline mode (or not) that received Faucet's pipeline.
+    fn faucet_switch(pipeline: bool) -> EmulatedSwitch {
+        let mut sw = EmulatedSwitch::new(1, 2);
+        sw.set_pipeline(pipeline);
+        let msgs: Vec<(u32, Message)> = faucet_pipeline()
+            .into_iter()
+            .enumerate()
+            .map(|(i, fm)| (i as u32 + 10, Message::FlowMod(fm)))
+            .collect();
+        assert!(exchange(&mut sw, 0, &msgs).is_empty());
+        sw
+    }
+
+    #[test]
+    fn under_faucets_pipeline_packet_ins_come_tagged_from_its_eth_src_table() {
+        // Before the controller installed its pipeline, new frames go nowhere.
+        let mut sw = EmulatedSwitch::new(1, 2);
+        sw.set_pipeline(true);
+        let mut out = Vec::new();
+        let src = [0x02, 1, 0, 0, 0, 7];
+        assert!(!sw.packet_in(src, 2, &mut out));
+        assert!(out.is_empty());
+        let mut sw = faucet_switch(true);
+        assert!(sw.packet_in(src, 2, &mut out));
+        // The bytes as Open vSwitch sends them: header (PACKET_IN, 112 bytes), no buffer,
+        // total_len 68, reason ACTION, table 1, Faucet's cookie, match in_port=2, padding.
+        assert_eq!(&out[..2], &[openflow::VERSION, 10]);
+        assert_eq!(u16::from_be_bytes([out[2], out[3]]) as usize, out.len());
+        assert_eq!(out.len(), 8 + 16 + 16 + 2 + 68);
+        assert_eq!(&out[8..12], &openflow::NO_BUFFER.to_be_bytes());
+        assert_eq!(&out[12..14], &68u16.to_be_bytes());
+        assert_eq!((out[14], out[15]), (REASON_ACTION, 1));
+        assert_eq!(&out[16..24], &FAUCET_COOKIE.to_be_bytes());
+        assert_eq!(
+            &out[24..40],
+            &[0, 1, 0, 12, 0x80, 0, 0, 4, 0, 0, 0, 2, 0, 0, 0, 0]
+        );
+        // The frame after table 0 pushed VLAN 100: 802.1Q tag, then IPv4/UDP.
+        let f = &out[42..];
+        assert_eq!(&f[..6], &NewFrame::ETH_DST);
+        assert_eq!(&f[6..12], &src);
+        assert_eq!(&f[12..18], &[0x81, 0x00, 0x00, 100, 0x08, 0x00]);
+        assert_eq!((f[18], f[27]), (0x45, 17));
+        // The codec agrees.
+        let (_, m) = Message::parse(&out).unwrap();
+        let Message::PacketIn(pi) = m else { panic!() };
+        assert_eq!(
+            (pi.reason, pi.table_id, pi.cookie),
+            (REASON_ACTION, 1, FAUCET_COOKIE)
+        );
+        assert_eq!(pi.match_.fields, vec![OxmField::InPort(2)]);
+        assert_eq!((pi.total_len, pi.data.len()), (68, 68));
+        let o = sw.packet_in_origin_at(1);
+        assert_eq!(
+            o,
+            Some(PacketInOrigin {
+                table_id: 1,
+                cookie: FAUCET_COOKIE,
+                reason: REASON_ACTION,
+                vlan: Some(100)
+            })
+        );
+        // A port Faucet does not tag (3) sends nothing to it: no PACKET_IN at all.
+        assert_eq!(sw.packet_in_origin_at(3), None);
+        let mut none = Vec::new();
+        assert!(!sw.packet_in(src, 3, &mut none));
+        assert!(none.is_empty());
+        assert_eq!(sw.counters().packet_ins_sent, 1);
+        // Without pipeline mode nothing changes for other controllers: Faucet's pipeline
+        // has no catch-all to the controller, so the old default, untagged, 64 bytes.
+        let mut sw = faucet_switch(false);
+        assert_eq!(sw.packet_in_origin_at(2), Some(PacketInOrigin::DEFAULT));
+        let mut out = Vec::new();
+        assert!(sw.packet_in(src, 2, &mut out));
+        assert_eq!(out.len(), 8 + 16 + 16 + 2 + 64);
+        assert_eq!(&out[42 + 12..42 + 14], &[0x08, 0x00]);
+    }
+
+    #[test]
+    fn learnt_hosts_leave_the_origin_and_a_port_ban_removes_it() {
+        let mut sw = faucet_switch(true);
+        let before = sw.packet_in_origin_at(1);
+        // Faucet learns a host: a src rule (exact eth_src) and a dst rule (exact eth_dst).
+        let learnt = [0x02, 1, 0, 0, 0, 4];
+        let src_rule = faucet_add(
+            1,
+            8191,
+            vec![OxmField::InPort(1), eth_src(learnt), vlan(VID_100)],
+            vec![Instruction::GotoTable(2)],
+        );
+        let dst_rule = faucet_add(
+            2,
+            8192,
+            vec![
+                OxmField::EthDst {
+                    addr: learnt,
+                    mask: None,
+                },
+                vlan(VID_100),
+            ],
+            vec![Instruction::ApplyActions(vec![
+                Action::PopVlan,
+                Action::output(1),
+            ])],
+        );
+        exchange(
+            &mut sw,
+            1,
+            &[
+                (30, Message::FlowMod(src_rule)),
+                (31, Message::FlowMod(dst_rule)),
+            ],
+        );
+        assert_eq!(sw.packet_in_origin_at(1), before);
+        // Faucet's temporary learning ban on port 1 (max_hosts reached): a higher-priority
+        // drop in eth_src for in_port 1. Port 1's new frames no longer reach the controller.
+        let ban = faucet_add(1, 4097, vec![OxmField::InPort(1)], vec![]);
+        exchange(&mut sw, 2, &[(32, Message::FlowMod(ban.clone()))]);
+        assert_eq!(sw.packet_in_origin_at(1), None);
+        assert_eq!(sw.packet_in_origin_at(2), before);
+        let lift = FlowMod::delete_strict(1, 4097, ban.match_);
+        exchange(&mut sw, 3, &[(33, Message::FlowMod(lift))]);
+        assert_eq!(sw.packet_in_origin_at(1), before);
+        // A different cookie or VLAN in the entry shows in the PACKET_IN.
+        let mut other = faucet_pipeline()[7].clone();
+        other.priority = 5000;
+        other.cookie = 0x1234;
+        exchange(&mut sw, 4, &[(34, Message::FlowMod(other))]);
+        assert_eq!(sw.packet_in_origin_at(2).unwrap().cookie, 0x1234);
+    }
+
+    #[test]
+    fn the_walk_applies_vlan_actions_and_stops_at_drops_and_backward_gotos() {
+        let stats = |fm: FlowMod| FlowStats {
+            table_id: fm.table_id,
+            duration_sec: 0,
+            duration_nsec: 0,
+            priority: fm.priority,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            flags: 0,
+            cookie: fm.cookie,
+            packet_count: 0,
+            byte_count: 0,
+            match_: fm.match_,
+            instructions: fm.instructions,
+        };
+        let to_ctl = Action::output(openflow::port::CONTROLLER);
+        // Setting a VID without a tag changes nothing; push then pop leaves it untagged.
+        let table = vec![
+            stats(faucet_add(
+                0,
+                1,
+                vec![],
+                vec![
+                    Instruction::ApplyActions(vec![Action::SetField(vlan(VID_100))]),
+                    Instruction::GotoTable(4),
+                ],
+            )),
+            stats(faucet_add(
+                4,
+                1,
+                vec![vlan(0)],
+                vec![Instruction::ApplyActions(vec![
+                    Action::PushVlan(0x8100),
+                    Action::PopVlan,
+                    to_ctl.clone(),
+                ])],
+            )),
+        ];
+        let o = PacketInOrigin::walk(&table, 1).unwrap();
+        assert_eq!((o.table_id, o.reason, o.vlan), (4, REASON_ACTION, None));
+        // A table-miss entry (priority 0, empty match) to the controller is NO_MATCH.
+        let miss = vec![stats(faucet_add(
+            0,
+            0,
+            vec![],
+            vec![Instruction::ApplyActions(vec![to_ctl.clone()])],
+        ))];
+        assert_eq!(
+            PacketInOrigin::walk(&miss, 1).unwrap().reason,
+            REASON_NO_MATCH
+        );
+        // A backward goto ends the walk, as does a missing table or a match on other frames.
+        let back = vec![stats(faucet_add(
+            3,
+            1,
+            vec![],
+            vec![Instruction::GotoTable(0)],
+        ))];
+        assert_eq!(PacketInOrigin::walk(&back, 1), None);
+        let other = vec![stats(faucet_add(
+            0,
+            1,
+            vec![OxmField::EthType(0x86dd)],
+            vec![Instruction::ApplyActions(vec![to_ctl])],
+        ))];
+        assert_eq!(PacketInOrigin::walk(&other, 1), None);
+        assert_eq!(PacketInOrigin::walk(&[], 1), None);
+    }
+
+    #[test]
+    fn new_frames_match_masks_on_the_source_group_bit_but_no_host_address() {
+        let m = |f: OxmField| Match { fields: vec![f] };
+        let unicast = OxmField::EthSrc {
+            addr: [0; 6],
+            mask: Some([1, 0, 0, 0, 0, 0]),
+        };
+        let multicast = OxmField::EthSrc {
+            addr: [1, 0, 0, 0, 0, 0],
+            mask: Some([1, 0, 0, 0, 0, 0]),
+        };
+        let host = OxmField::EthSrc {
+            addr: [2, 1, 0, 0, 0, 7],
+            mask: Some([0xff; 6]),
+        };
+        assert!(NewFrame::matches(&m(unicast), None));
+        assert!(!NewFrame::matches(&m(multicast), None));
+        assert!(!NewFrame::matches(&m(host), None));
+        let dst = OxmField::EthDst {
+            addr: NewFrame::ETH_DST,
+            mask: None,
+        };
+        assert!(NewFrame::matches(&m(dst), Some((1, None))));
+        assert!(NewFrame::matches(&m(vlan(0)), Some((1, None))));
+        assert!(!NewFrame::matches(&m(vlan(0)), Some((1, Some(100)))));
+        let any_tag = OxmField::VlanVid {
+            vid: 0x1000,
+            mask: Some(0x1000),
+        };
+        assert!(NewFrame::matches(&m(any_tag), Some((1, Some(7)))));
+        assert!(!NewFrame::matches(&m(OxmField::InPort(2)), Some((1, None))));
+        assert!(NewFrame::matches(&m(OxmField::InPort(2)), None));
+    }
+
+    #[test]
+    fn adds_replace_and_strict_deletes_keep_the_table_index_right() {
+        let mut sw = EmulatedSwitch::new(1, 2);
+        let host = |i: u8| Match {
+            fields: vec![eth_src([2, 0, 0, 0, 0, i])],
+        };
+        let add = |i: u8, out: u32| {
+            FlowMod::add(
+                1,
+                10,
+                host(i),
+                vec![Instruction::ApplyActions(vec![Action::output(out)])],
+            )
+        };
+        let msgs: Vec<(u32, Message)> = (1..=3)
+            .map(|i| (u32::from(i), Message::FlowMod(add(i, 1))))
+            .collect();
+        exchange(&mut sw, 0, &msgs);
+        exchange(&mut sw, 0, &[(4, Message::FlowMod(add(2, 9)))]);
+        assert_eq!(sw.table().len(), 3);
+        let two = sw.table().iter().find(|e| e.match_ == host(2)).unwrap();
+        assert_eq!(two.instructions, add(2, 9).instructions);
+        // Deleting the first moves the last into its slot; both stay reachable.
+        exchange(
+            &mut sw,
+            0,
+            &[(5, Message::FlowMod(FlowMod::delete_strict(1, 10, host(1))))],
+        );
+        exchange(
+            &mut sw,
+            0,
+            &[(6, Message::FlowMod(FlowMod::delete_strict(1, 10, host(3))))],
+        );
+        let left: Vec<&Match> = sw.table().iter().map(|e| &e.match_).collect();
+        assert_eq!(left, vec![&host(2)]);
+        exchange(
+            &mut sw,
+            0,
+            &[
+                (7, Message::FlowMod(add(1, 1))),
+                (8, Message::FlowMod(add(2, 1))),
+            ],
+        );
+        assert_eq!(sw.table().len(), 2);
+        // A non-strict delete rebuilds the index.
+        exchange(
+            &mut sw,
+            0,
+            &[(9, Message::FlowMod(FlowMod::delete(1, host(1))))],
+        );
+        exchange(
+            &mut sw,
+            0,
+            &[(10, Message::FlowMod(FlowMod::delete_strict(1, 10, host(2))))],
+        );
+        assert!(sw.table().is_empty());
+    }
+
+    #[test]
+    fn a_second_message_about_the_previous_packet_in_does_not_answer_the_latest() {
+        let mut sw = EmulatedSwitch::new(1, 2);
+        let (a, b) = ([2, 1, 0, 0, 0, 1], [2, 1, 0, 0, 0, 2]);
+        let rule =
+            |table, f: OxmField| FlowMod::add(table, 8192, Match { fields: vec![f] }, vec![]);
+        // Messages that name no PACKET_IN (a pipeline) count as before.
+        exchange(
+            &mut sw,
+            0,
+            &[(1, Message::FlowMod(miss_to_controller(0, 0, 0)))],
+        );
+        assert_eq!((sw.responses(), sw.answers()), (1, 1));
+        let mut out = Vec::new();
+        sw.packet_in(a, 1, &mut out);
+        // Faucet's two flow-mods for a: the first answers it.
+        exchange(&mut sw, 0, &[(2, Message::FlowMod(rule(1, eth_src(a))))]);
+        assert_eq!((sw.responses(), sw.answers()), (2, 2));
+        sw.packet_in(b, 2, &mut out);
+        // The second, about a, arrives after the PACKET_IN of b: it does not answer b.
+        let dst_a = OxmField::EthDst {
+            addr: a,
+            mask: None,
+        };
+        exchange(&mut sw, 0, &[(3, Message::FlowMod(rule(2, dst_a)))]);
+        assert_eq!((sw.responses(), sw.answers()), (3, 2));
+        // A packet-out of b's frame does.
+        let po = PacketOut {
+            buffer_id: openflow::NO_BUFFER,
+            in_port: 2,
+            actions: vec![Action::output(port::FLOOD)],
+            data: [&NewFrame::ETH_DST[..], &b[..], &[8, 0]].concat(),
+        };
+        exchange(&mut sw, 0, &[(4, Message::PacketOut(po))]);
+        assert_eq!((sw.responses(), sw.answers()), (4, 3));
+        // Buffered: a packet-out of the previous buffer is stale, of the latest is not.
+        let mut sw = EmulatedSwitch::new(1, 2);
+        sw.set_buffered(true);
+        sw.packet_in(a, 1, &mut out);
+        sw.packet_in(b, 1, &mut out);
+        let by_buffer = |buffer_id| PacketOut {
+            buffer_id,
+            in_port: 1,
+            actions: vec![],
+            data: vec![],
+        };
+        exchange(
+            &mut sw,
+            0,
+            &[
+                (5, Message::PacketOut(by_buffer(0))),
+                (6, Message::PacketOut(by_buffer(1))),
+            ],
+        );
+        assert_eq!((sw.responses(), sw.answers()), (2, 1));
+    }
+
+    #[test]
+    fn set_async_is_accepted_silently() {
+        let mut sw = EmulatedSwitch::new(1, 2);
+        let set_async = Message::Other {
+            msg_type: OFPT_SET_ASYNC,
+            body: vec![0; 24],
+        };
+        assert!(exchange(&mut sw, 0, &[(1, set_async)]).is_empty());
+        assert_eq!(sw.counters().errors_sent, 0);
     }
 
     #[test]

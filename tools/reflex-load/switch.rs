@@ -2,6 +2,9 @@
 //! to a controller over loopback TCP, driven by one mio loop. Modes: `passive` answers and
 //! records flow-mods; `throughput` and `latency` are cbench's: PACKET_IN for unique MACs,
 //! counting responses (flow-mods or packet-outs) per second or timing each round trip.
+//! `--pipeline` makes each PACKET_IN come from where the controller's own pipeline would
+//! send it (table, cookie, reason, VLAN tag), for controllers such as Faucet that answer
+//! nothing else.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -24,7 +27,8 @@ pub enum Mode {
     Passive,
     /// cbench throughput: keep PACKET_INs flowing, count responses per second.
     Throughput,
-    /// cbench latency: one PACKET_IN at a time per switch, time each response.
+    /// cbench latency: one PACKET_IN at a time per switch, time each answer (the first
+    /// response after it that is not about the PACKET_IN before it).
     Latency,
 }
 
@@ -57,6 +61,13 @@ pub struct SwitchArgs {
     /// sends them; without it unbuffered (no buffer id), as Open vSwitch does.
     #[arg(long)]
     pub buffered: bool,
+    /// PACKET_INs from the entry a walk of the controller's flow table reaches for a new
+    /// frame on its in_port (table, cookie, reason ACTION or NO_MATCH, the frame 802.1Q-tagged
+    /// if the pipeline pushed a VLAN), as Open vSwitch sends them under a multi-table
+    /// pipeline such as Faucet's; without it from the catch-all output-to-CONTROLLER entry,
+    /// untagged.
+    #[arg(long)]
+    pub pipeline: bool,
     /// Write every flow-mod received (JSON lines with receive time) to this file.
     #[arg(long)]
     pub record: Option<PathBuf>,
@@ -118,6 +129,13 @@ impl Fleet {
     pub fn set_buffered(&mut self, on: bool) {
         for c in &mut self.conns {
             c.switch.set_buffered(on);
+        }
+    }
+
+    /// PACKET_INs from a walk of each switch's pipeline (see `--pipeline`).
+    pub fn set_pipeline(&mut self, on: bool) {
+        for c in &mut self.conns {
+            c.switch.set_pipeline(on);
         }
     }
 
@@ -263,7 +281,7 @@ fn service(
             .map_err(|e| format!("protocol error from the controller: {e}"))?;
         c.inbuf.drain(..used);
         if let Some((sent_at, before)) = c.outstanding {
-            if c.switch.responses() > before {
+            if c.switch.answers() > before {
                 let _ = rtt.record(now.saturating_sub(sent_at).max(1));
                 c.outstanding = None;
             }
@@ -274,13 +292,14 @@ fn service(
             Mode::Passive => {}
             Mode::Throughput => {
                 while c.outbuf.len() - c.out_at < THROUGHPUT_WINDOW {
-                    packet_in(c, macs);
+                    if !packet_in(c, macs) {
+                        break;
+                    }
                 }
             }
             Mode::Latency => {
-                if c.outstanding.is_none() {
-                    packet_in(c, macs);
-                    c.outstanding = Some((now_ns(), c.switch.responses()));
+                if c.outstanding.is_none() && packet_in(c, macs) {
+                    c.outstanding = Some((now_ns(), c.switch.answers()));
                 }
             }
         }
@@ -304,13 +323,15 @@ fn service(
     Ok(())
 }
 
-fn packet_in(c: &mut Conn, macs: u32) {
+/// Queues the next cbench PACKET_IN; false when the switch's pipeline (--pipeline) does
+/// not send that frame to the controller (it is dropped, as a switch would).
+fn packet_in(c: &mut Conn, macs: u32) -> bool {
     let m = c.next_mac % macs;
     c.next_mac = c.next_mac.wrapping_add(1);
     let dp = c.switch.datapath_id() as u8;
     let mac = [0x02, dp, 0, (m >> 16) as u8, (m >> 8) as u8, m as u8];
     let port = 1 + m % 2;
-    c.switch.packet_in(mac, port, &mut c.outbuf);
+    c.switch.packet_in(mac, port, &mut c.outbuf)
 }
 
 /// One flow-mod as a JSON record.
@@ -340,6 +361,7 @@ pub fn run(args: SwitchArgs) -> anyhow::Result<()> {
         args.connect_timeout,
     )?;
     fleet.set_buffered(args.buffered);
+    fleet.set_pipeline(args.pipeline);
     let mut record = match &args.record {
         Some(p) => Some(io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
@@ -412,9 +434,9 @@ pub fn run(args: SwitchArgs) -> anyhow::Result<()> {
         "controller": args.controller.to_string(),
         "switches": args.switches,
         "buffered": args.buffered,
-        "packet_in_origin": fleet.conns.first().map(|c| {
-            let o = c.switch.packet_in_origin();
-            json!({"table_id": o.table_id, "cookie": format!("{:#x}", o.cookie), "reason": o.reason})
+        "pipeline": args.pipeline,
+        "packet_in_origin": fleet.conns.first().and_then(|c| c.switch.packet_in_origin()).map(|o| {
+            json!({"table_id": o.table_id, "cookie": format!("{:#x}", o.cookie), "reason": o.reason, "vlan": o.vlan})
         }),
         "connected": fleet.connected(),
         "closed": fleet.closed().iter().map(|(d, w)| json!({"dpid": d, "reason": w})).collect::<Vec<_>>(),
