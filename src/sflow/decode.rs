@@ -30,13 +30,13 @@ impl Interface {
         Interface::from_compact_other(raw)
     }
 
-    /// [`Interface::from_compact`] for everything but a plain ifIndex.
+    /// [`Interface::from_compact`] for everything but a plain ifIndex (format 0 reaches
+    /// here only as the reserved "unknown" value).
     #[inline]
     fn from_compact_other(raw: u32) -> Result<Interface, DecodeError> {
         let value = raw & COMPACT_VALUE_MASK;
         match raw >> 30 {
-            0 if value == COMPACT_VALUE_MASK => Ok(Interface::Unknown),
-            0 => Ok(Interface::Ifindex(value)),
+            0 => Ok(Interface::Unknown),
             1 => Ok(Interface::Discard(value)),
             2 => Ok(Interface::Multiple(value)),
             _ => Err(DecodeError::BadInterface),
