@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crate::flow::engine::{Detection, FlowEngine, TopSnapshot};
 use crate::flow::key::FlowKey;
 use crate::flow::sample::Sample;
-use crate::io::mmsg::RecvBatch;
+use crate::io::mmsg::{BatchWait, RecvBatch};
 use crate::packet::{parse_sampled_header_into, HeaderKeys};
 use crate::sflow::{self, AgentId, DecodeError, PacketRecord, SampledIp, ScannedSample};
 
@@ -397,6 +397,8 @@ pub struct WorkerShell {
     pub rearm: Receiver<Rearm>,
     pub socket: UdpSocket,
     pub batch: usize,
+    /// When to pause after a short batch (see [`BatchWait`]).
+    pub batch_wait: BatchWait,
     pub stop: Arc<AtomicBool>,
     pub events: Sender<Event>,
     pub reports: Sender<WorkerReport>,
@@ -420,6 +422,7 @@ pub fn run_worker(shell: WorkerShell, mut core: IngestCore) {
     let mut malformed_log = crate::io::RateLimit::new(1_000_000_000);
     let rcvbuf = crate::io::udp::rcvbuf(&shell.socket);
     while !shell.stop.load(Ordering::Relaxed) {
+        let called_ns = crate::io::now_ns();
         let n = match batch.recv(&shell.socket) {
             Ok(n) => n,
             Err(e) => {
@@ -429,10 +432,10 @@ pub fn run_worker(shell: WorkerShell, mut core: IngestCore) {
                 continue;
             }
         };
+        let recv_ns = crate::io::now_ns();
         while let Ok(r) = shell.rearm.try_recv() {
             core.rearm(r.threshold, &r.key);
         }
-        let recv_ns = crate::io::now_ns();
         for i in 0..n {
             let (bytes, truncated) = batch.datagram(i);
             if truncated {
@@ -485,6 +488,9 @@ pub fn run_worker(shell: WorkerShell, mut core: IngestCore) {
                 rcvbuf,
             };
             let _ = shell.reports.try_send(report);
+        }
+        if let Some(pause) = shell.batch_wait.after(n, recv_ns.saturating_sub(called_ns)) {
+            std::thread::sleep(pause);
         }
     }
 }

@@ -182,6 +182,9 @@ pub struct SflowConfig {
     pub workers: usize,
     pub rcvbuf: usize,
     pub batch: usize,
+    /// Microseconds a worker pauses after a short batch of a busy stream, so that the next
+    /// receive takes a fuller one (0 = never; see `io::mmsg::BatchWait`).
+    pub batch_wait_us: u64,
     pub pin: bool,
 }
 
@@ -192,6 +195,7 @@ impl Default for SflowConfig {
             workers: 0,
             rcvbuf: 32 << 20,
             batch: 64,
+            batch_wait_us: 50,
             pin: true,
         }
     }
@@ -402,6 +406,9 @@ impl Config {
         }
         if !(1..=1024).contains(&self.sflow.batch) {
             return Err("sflow.batch must be 1..=1024".into());
+        }
+        if self.sflow.batch_wait_us > 10_000 {
+            return Err("sflow.batch_wait_us must be at most 10000 (10 ms)".into());
         }
         if self.sflow.workers > 256 {
             return Err("sflow.workers must be at most 256".into());

@@ -165,6 +165,10 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
             rearm: rearm_rx,
             socket,
             batch: config.sflow.batch,
+            batch_wait: crate::io::mmsg::BatchWait::new(
+                std::time::Duration::from_micros(config.sflow.batch_wait_us),
+                config.sflow.batch,
+            ),
             stop: stop.clone(),
             events: event_tx.clone(),
             reports: report_tx.clone(),

@@ -22,8 +22,7 @@
 //! parsing and matching use bounded stack.
 
 use super::field::{FieldValue, KeyField};
-use super::sample::{Direction, Sample};
-use crate::sflow::Interface;
+use super::sample::{Direction, OutputKind, Sample};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -78,14 +77,25 @@ enum Node {
     Not(u32),
 }
 
+/// Every bit of a [`Sample::port_class`] mask.
+const PORT_CLASSES: u16 = (1 << 9) - 1;
+
+/// The mask of the port classes for which `passes` holds.
+fn port_mask(passes: impl Fn(Direction, OutputKind) -> bool) -> u16 {
+    let mut mask = 0;
+    for d in [Direction::Ingress, Direction::Egress, Direction::Unknown] {
+        for k in OutputKind::ALL {
+            if passes(d, k) {
+                mask |= 1 << (3 * d as u16 + k as u16);
+            }
+        }
+    }
+    mask
+}
+
 /// A test of the flat form (see [`Flat`]).
 #[derive(Clone, Copy, Debug)]
 enum Leaf {
-    /// The sample's direction is one of the bits of `accept` (bit = `Direction as u8`).
-    Direction { accept: u8, negated: bool },
-    /// `outputifindex=discard` (`multiple: false`) or `outputifindex=multiple`: the
-    /// interface kind alone decides, whatever the reason code or count.
-    OutputKind { multiple: bool, negated: bool },
     /// `icmptype=value`: present only on ICMP and ICMPv6 packets.
     IcmpType { value: u8, negated: bool },
     /// An IPv4 address field under a prefix mask.
@@ -117,6 +127,10 @@ enum Leaf {
 struct Flat {
     /// `&` of the leaves (one leaf is an `&` of one), else `|`.
     all: bool,
+    /// The tests of `direction` and of `outputifindex=discard|multiple` folded into one: bit
+    /// [`Sample::port_class`] is set for the classes that pass all of them (`&`) or any of
+    /// them (`|`). The classic DDoS filter is this one test.
+    ports: u16,
     leaves: Vec<Leaf>,
     /// (word, mask) of the live patterns of `FieldAny` leaves.
     words: Vec<(u128, u128)>,
@@ -179,6 +193,8 @@ impl Filter {
         };
         let mut flat = Flat {
             all,
+            // The neutral element: every class passes an empty `&`, none an empty `|`.
+            ports: if all { PORT_CLASSES } else { 0 },
             leaves: Vec::with_capacity(tests.len()),
             words: Vec::new(),
         };
@@ -193,14 +209,24 @@ impl Filter {
                 return None;
             };
             let patterns = self.patterns.get(start as usize..end as usize)?;
+            let mut port_test = |passes: &dyn Fn(Direction, OutputKind) -> bool| {
+                let mask = port_mask(|d, k| passes(d, k) != negated);
+                flat.ports = if all {
+                    flat.ports & mask
+                } else {
+                    flat.ports | mask
+                };
+            };
             let leaf = match subject {
-                Subject::Direction => Leaf::Direction {
-                    accept: patterns.iter().fold(0, |acc, p| match p {
-                        Pattern::Direction(d) => acc | 1 << *d as u8,
-                        Pattern::Value { .. } => acc,
-                    }),
-                    negated,
-                },
+                Subject::Direction => {
+                    let accepted = |d: Direction| {
+                        patterns
+                            .iter()
+                            .any(|p| matches!(p, Pattern::Direction(x) if *x == d))
+                    };
+                    port_test(&|d, _| accepted(d));
+                    continue;
+                }
                 Subject::Field(field) => {
                     let live: Vec<(u128, u128)> = patterns
                         .iter()
@@ -219,14 +245,14 @@ impl Filter {
                         [(word, mask)] if field == KeyField::OutputIfindex => {
                             let full = FieldValue::prefix_mask(40);
                             match (word >> 120, mask == full && word << 8 == 0) {
-                                (1, true) => Leaf::OutputKind {
-                                    multiple: false,
-                                    negated,
-                                },
-                                (2, true) => Leaf::OutputKind {
-                                    multiple: true,
-                                    negated,
-                                },
+                                (1, true) => {
+                                    port_test(&|_, k| k == OutputKind::Discard);
+                                    continue;
+                                }
+                                (2, true) => {
+                                    port_test(&|_, k| k == OutputKind::Multiple);
+                                    continue;
+                                }
                                 _ => Leaf::FieldOne {
                                     field,
                                     word,
@@ -282,17 +308,6 @@ impl Filter {
     #[inline]
     fn leaf(flat: &Flat, leaf: &Leaf, s: &Sample) -> bool {
         match *leaf {
-            Leaf::Direction { accept, negated } => {
-                (accept & (1 << s.direction() as u8) != 0) != negated
-            }
-            Leaf::OutputKind { multiple, negated } => {
-                let hit = match s.output {
-                    Interface::Discard(_) => !multiple,
-                    Interface::Multiple(_) => multiple,
-                    Interface::Ifindex(_) | Interface::Unknown => false,
-                };
-                hit != negated
-            }
             Leaf::IcmpType { value, negated } => match (s.keys.ip_proto, s.keys.icmp_type) {
                 (Some(PROTO_ICMP | PROTO_ICMPV6), Some(t)) => (t == value) != negated,
                 _ => negated,
@@ -341,10 +356,11 @@ impl Filter {
     #[inline]
     pub fn matches(&self, s: &Sample) -> bool {
         if let Some(flat) = &self.flat {
+            let ports = flat.ports >> s.port_class() & 1 != 0;
             return if flat.all {
-                flat.leaves.iter().all(|l| Self::leaf(flat, l, s))
+                ports && flat.leaves.iter().all(|l| Self::leaf(flat, l, s))
             } else {
-                flat.leaves.iter().any(|l| Self::leaf(flat, l, s))
+                ports || flat.leaves.iter().any(|l| Self::leaf(flat, l, s))
             };
         }
         self.matches_tree(s)
@@ -958,6 +974,51 @@ mod tests {
                 prop_assert_eq!(filter.matches(&s), filter.matches_tree(&s), "{} on {:?}", text, s);
             }
         }
+    }
+
+    #[test]
+    fn folded_port_tests_agree_with_the_tree_on_every_port_class() {
+        // Every direction and output kind (with and without ifIndex data sources), through
+        // filters that fold direction and outputifindex tests into the port mask alone or
+        // next to other tests, under `&` and `|`, negated or not.
+        let filters = [
+            "outputifindex!=discard&direction=ingress",
+            "outputifindex=discard|direction=egress",
+            "direction!=ingress,unknown&outputifindex=multiple",
+            "outputifindex!=multiple|outputifindex=discard",
+            "direction=egress|ipprotocol=1",
+            "direction=ingress&ipprotocol=6&outputifindex!=discard",
+            "outputifindex=discard",
+            "direction!=egress",
+        ];
+        let interfaces = [
+            Interface::Ifindex(1),
+            Interface::Ifindex(2),
+            Interface::Ifindex(7),
+            Interface::Discard(258),
+            Interface::Multiple(3),
+            Interface::Unknown,
+        ];
+        let mut classes = std::collections::HashSet::new();
+        for text in filters {
+            let f = Filter::parse(text).unwrap();
+            assert!(f.flat.is_some(), "{text} has a flat form");
+            for kind in [0, 2] {
+                for input in interfaces {
+                    for output in interfaces {
+                        let mut s = icmp_sample();
+                        s.source = DataSource { kind, index: 2 };
+                        s.input = input;
+                        s.output = output;
+                        classes.insert(s.port_class());
+                        assert_eq!(f.matches(&s), f.matches_tree(&s), "{text} on {s:?}");
+                    }
+                }
+            }
+        }
+        // Egress means the output is the data source's own ifIndex, never discard or
+        // multiple: 7 of the 9 classes can occur, and every one of them was tried.
+        assert_eq!(classes.len(), 7, "every reachable port class was tried");
     }
 
     /// `width` bytes, each 0, 1 or 2 (from `v`), so that values and samples often agree.

@@ -40,6 +40,23 @@ impl Direction {
     }
 }
 
+/// What kind of interface the sampled packet went out on, as the special forms
+/// `outputifindex=discard` and `outputifindex=multiple` test it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputKind {
+    /// An ifIndex, or not known.
+    Port,
+    /// Dropped.
+    Discard,
+    /// Sent to several interfaces.
+    Multiple,
+}
+
+impl OutputKind {
+    /// Every kind, in [`Sample::port_class`] order.
+    pub const ALL: [OutputKind; 3] = [OutputKind::Port, OutputKind::Discard, OutputKind::Multiple];
+}
+
 /// One flow sample as the flow engine sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct Sample {
@@ -72,17 +89,48 @@ impl Sample {
     /// 4. otherwise `Unknown`.
     #[inline]
     pub fn direction(&self) -> Direction {
+        match self.source.kind == 0 {
+            true => self.direction_by_interface(),
+            false => self.direction_by_input(),
+        }
+    }
+
+    #[inline]
+    fn direction_by_interface(&self) -> Direction {
         let here = Interface::Ifindex(self.source.index);
-        let by_interface = self.source.kind == 0;
-        if by_interface && self.input == here {
+        if self.input == here {
             Direction::Ingress
-        } else if by_interface && self.output == here {
+        } else if self.output == here {
             Direction::Egress
-        } else if matches!(self.input, Interface::Ifindex(_)) {
+        } else {
+            self.direction_by_input()
+        }
+    }
+
+    #[inline]
+    fn direction_by_input(&self) -> Direction {
+        if matches!(self.input, Interface::Ifindex(_)) {
             Direction::Ingress
         } else {
             Direction::Unknown
         }
+    }
+
+    /// The kind of the output interface.
+    #[inline]
+    pub fn output_kind(&self) -> OutputKind {
+        match self.output {
+            Interface::Discard(_) => OutputKind::Discard,
+            Interface::Multiple(_) => OutputKind::Multiple,
+            Interface::Ifindex(_) | Interface::Unknown => OutputKind::Port,
+        }
+    }
+
+    /// `3 · direction + output kind` (0..9): the sample's class for tests of direction and
+    /// output kind, which filters fold into one bit mask.
+    #[inline]
+    pub fn port_class(&self) -> u32 {
+        3 * self.direction() as u32 + self.output_kind() as u32
     }
 }
 

@@ -276,6 +276,8 @@ impl DecayedCountMin {
         min
     }
 
+    #[cold]
+    #[inline(never)]
     fn rescale(&mut self, scale: f64) {
         for c in &mut self.counters {
             *c *= scale;
@@ -295,21 +297,38 @@ impl DecayedCountMin {
         if let Some(scale) = self.decay.advance(now_ns) {
             self.rescale(scale);
         }
-        // Each row's counter index, computed once for the read and the update.
-        let mut at = [0usize; MAX_DEPTH];
+        // The default depth with its rows unrolled; any other depth through the same code.
+        let target = match self.depth {
+            4 => self.update_rows::<4>(hash, weight),
+            _ => self.update_rows_dyn(hash, weight),
+        };
+        target * self.decay.down() * self.inv_tau_secs
+    }
+
+    /// The conservative update of `weight` over the first `rows.len()` rows (`at` receives
+    /// each row's counter index, computed once for the read and the write); returns the
+    /// key's new estimate in landmark units (its old one if `weight` is not positive and
+    /// finite).
+    #[inline(always)]
+    fn update_at(&mut self, at: &mut [usize], hash: u64, weight: f64) -> f64 {
+        let (width, shift) = (self.width, self.shift);
         let mut current = f64::INFINITY;
-        for (row, i) in at.iter_mut().enumerate().take(self.depth) {
-            *i = row * self.width + self.row_index(row, hash);
+        for (row, (i, &(seed, mult))) in at.iter_mut().zip(&ROW_MIX).enumerate() {
+            *i = row * width + ((hash ^ seed).wrapping_mul(mult) >> shift) as usize;
             if let Some(&c) = self.counters.get(*i) {
-                current = current.min(c);
+                // Counters are never NaN: a plain comparison rather than `f64::min`.
+                if c < current {
+                    current = c;
+                }
             }
         }
-        if !(weight > 0.0 && weight.is_finite()) {
-            return current * self.decay.down() * self.inv_tau_secs;
+        // Positive and finite as two comparisons (NaN fails both).
+        if !(weight > 0.0 && weight <= f64::MAX) {
+            return current;
         }
         let inc = weight * self.decay.up();
         let target = current + inc;
-        for &i in at.iter().take(self.depth) {
+        for &i in at.iter() {
             if let Some(c) = self.counters.get_mut(i) {
                 // Conservative update: raise only counters below the new estimate.
                 if *c < target {
@@ -318,7 +337,21 @@ impl DecayedCountMin {
             }
         }
         self.total += inc;
-        target * self.decay.down() * self.inv_tau_secs
+        target
+    }
+
+    /// [`update_at`](Self::update_at) over exactly `D` rows, unrolled.
+    #[inline]
+    fn update_rows<const D: usize>(&mut self, hash: u64, weight: f64) -> f64 {
+        let mut at = [0usize; D];
+        self.update_at(&mut at, hash, weight)
+    }
+
+    /// [`update_at`](Self::update_at) over any depth.
+    fn update_rows_dyn(&mut self, hash: u64, weight: f64) -> f64 {
+        let mut at = [0usize; MAX_DEPTH];
+        let depth = self.depth.min(MAX_DEPTH);
+        self.update_at(&mut at[..depth], hash, weight)
     }
 
     /// The decay clock, as of the last [`add`](Self::add) (a hint for the flow's top-k and
@@ -499,6 +532,30 @@ mod tests {
         assert_eq!(s.total_rate(SEC), 0.0);
         assert_eq!(s.memory_bytes(), bytes);
         assert!(close(s.add(&k, h, 2.0, 2 * SEC), 2.0, 1e-12));
+    }
+
+    #[test]
+    fn unrolled_rows_update_like_the_general_loop() {
+        // The depth-4 path and the any-depth path, on clones fed the same stream, keep
+        // bit-identical counters and return the same estimates.
+        let mut fast = DecayedCountMin::new(64, 4, 1.0).unwrap();
+        let mut general = fast.clone();
+        let mut now = SEC;
+        for i in 0..5000u64 {
+            now += (i * 7919) % 3_000_000;
+            let k = key((i * i % 611) as u32);
+            let h = k.hash64();
+            let w = [1.0, 1500.0, 0.0, f64::NAN, 64.0][(i % 5) as usize];
+            let a = fast.add(&k, h, w, now);
+            if let Some(scale) = general.decay.advance(now) {
+                general.rescale(scale);
+            }
+            let units = general.update_rows_dyn(h, w);
+            let b = units * general.decay.down() * general.inv_tau_secs;
+            assert_eq!(a.to_bits(), b.to_bits(), "step {i}");
+        }
+        assert_eq!(fast.counters, general.counters);
+        assert_eq!(fast.total.to_bits(), general.total.to_bits());
     }
 
     #[test]

@@ -142,6 +142,40 @@ fn sockaddr_to_std(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
+/// When to pause before the next receive so that datagrams gather into fuller batches.
+///
+/// A receiver a little faster than its senders finds one or two datagrams per call, and the
+/// syscall (and wake-up) then costs more than the datagrams' own work. After a short batch
+/// that did not have to wait (the stream is busy, just not faster than the receiver), it
+/// pauses `wait` so that the next call takes many at once. A receive that had to wait
+/// longer than `wait` shows a sparse stream: no pause then, so light traffic sees no added
+/// latency. Under a flood, a datagram waits at most `wait` (plus the kernel's timer slack)
+/// longer before it is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchWait {
+    wait_ns: u64,
+    /// Batches smaller than this are short.
+    short: usize,
+}
+
+impl BatchWait {
+    /// Pauses of `wait` (none if zero) after batches under a quarter of `capacity`.
+    pub fn new(wait: std::time::Duration, capacity: usize) -> BatchWait {
+        BatchWait {
+            wait_ns: u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX),
+            short: (capacity / 4).max(2),
+        }
+    }
+
+    /// After a receive of `n` datagrams that returned `took_ns` after it was called: how
+    /// long to pause before the next one.
+    #[inline]
+    pub fn after(&self, n: usize, took_ns: u64) -> Option<std::time::Duration> {
+        (self.wait_ns > 0 && n > 0 && n < self.short && took_ns < self.wait_ns)
+            .then(|| std::time::Duration::from_nanos(self.wait_ns))
+    }
+}
+
 /// Sends many datagrams to one destination with as few `sendmmsg` calls as the kernel allows.
 pub struct SendBatch {
     iovecs: Vec<libc::iovec>,
@@ -331,6 +365,29 @@ mod tests {
             }
         }
         assert_eq!(got, vec![vec![0; 100], vec![1; 7], vec![2; 50]]);
+    }
+
+    #[test]
+    fn batch_wait_pauses_only_after_short_batches_of_a_busy_stream() {
+        let w = BatchWait::new(Duration::from_micros(50), 64);
+        let pause = Some(Duration::from_micros(50));
+        // Short batch, found at once: pause.
+        assert_eq!(w.after(1, 2_000), pause);
+        assert_eq!(w.after(15, 49_999), pause);
+        // A quarter of the batch or more: no pause, the receiver is behind.
+        assert_eq!(w.after(16, 2_000), None);
+        assert_eq!(w.after(64, 0), None);
+        // Waited at least as long as a pause: a sparse stream, taken without delay.
+        assert_eq!(w.after(1, 50_000), None);
+        assert_eq!(w.after(1, 5_000_000), None);
+        // Timed out with nothing, or switched off.
+        assert_eq!(w.after(0, 10), None);
+        assert_eq!(BatchWait::new(Duration::ZERO, 64).after(1, 0), None);
+        // Tiny batches still count one datagram as short.
+        assert_eq!(
+            BatchWait::new(Duration::from_micros(5), 1).after(1, 0),
+            Some(Duration::from_micros(5))
+        );
     }
 
     #[test]

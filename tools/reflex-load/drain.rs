@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use reflex::io::mmsg::RecvBatch;
+use reflex::io::mmsg::{BatchWait, RecvBatch};
 use reflex::io::rusage::process_cpu_time;
 use reflex::io::udp;
 use serde_json::json;
@@ -30,6 +30,10 @@ pub struct DrainArgs {
     /// Datagrams per recvmmsg call.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// Pause this many microseconds after a short batch of a busy stream, as reflexd's
+    /// `sflow.batch_wait_us` does (default 0: the bare loop, never pausing).
+    #[arg(long, default_value_t = 0)]
+    pub batch_wait_us: u64,
     /// Requested receive buffer (bytes).
     #[arg(long, default_value_t = 32 << 20)]
     pub rcvbuf: usize,
@@ -44,6 +48,7 @@ pub struct DrainArgs {
 pub fn run(args: DrainArgs) -> anyhow::Result<()> {
     let listen = loopback(args.listen, "drain address")?;
     report::within("--batch", args.batch, 1, 1024)?;
+    report::within("--batch-wait-us", args.batch_wait_us, 0, 10_000)?;
     let socket = udp::bind_ingest_group(listen, 1, args.rcvbuf, Duration::from_millis(50))
         .with_context(|| format!("cannot listen on udp {listen}"))?
         .into_iter()
@@ -53,6 +58,7 @@ pub fn run(args: DrainArgs) -> anyhow::Result<()> {
     // Tests and scripts read the bound port from this line.
     eprintln!("drain: listening on {bound}");
     let mut batch = RecvBatch::new(args.batch);
+    let wait = BatchWait::new(Duration::from_micros(args.batch_wait_us), args.batch);
     let mut progress = Progress::new(args.quiet);
     let (mut datagrams, mut bytes, mut truncated, mut calls) = (0u64, 0u64, 0u64, 0u64);
     let start = Instant::now();
@@ -69,10 +75,12 @@ pub fn run(args: DrainArgs) -> anyhow::Result<()> {
         {
             break;
         }
+        let called = Instant::now();
         let n = batch.recv(&socket).context("recvmmsg failed")?;
         if n == 0 {
             continue;
         }
+        let took = called.elapsed();
         calls += 1;
         if first.is_none() {
             // Measure from the first datagram: waiting for the sender is not ingest.
@@ -91,6 +99,9 @@ pub fn run(args: DrainArgs) -> anyhow::Result<()> {
             last = (datagrams, now);
             format!("drain: {datagrams} datagrams ({rate:.0}/s)")
         });
+        if let Some(pause) = wait.after(n, u64::try_from(took.as_nanos()).unwrap_or(u64::MAX)) {
+            std::thread::sleep(pause);
+        }
     }
     let (active, cpu) = match first {
         Some((t0, c0)) => (
@@ -108,6 +119,7 @@ pub fn run(args: DrainArgs) -> anyhow::Result<()> {
         "bytes": bytes,
         "truncated": truncated,
         "recv_calls": calls,
+        "batch_wait_us": args.batch_wait_us,
         "kernel_drops": drops,
         "active_s": active.as_secs_f64(),
         "datagrams_per_s": if datagrams > 1 { datagrams as f64 / secs } else { 0.0 },
