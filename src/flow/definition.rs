@@ -97,6 +97,10 @@ pub struct FlowDef {
     pub filter: Option<Filter>,
     /// Smoothing time constant in seconds.
     pub t: f64,
+    /// Set when the keys are one to four IPv4 address fields (`ipsource`, `ipdestination`:
+    /// the usual DDoS and pair keys): their count, and bit `i` set if key `i` is the
+    /// destination. Such keys are built straight from the addresses.
+    ipv4_keys: Option<(u8, u8)>,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -139,12 +143,25 @@ impl FlowDef {
             None | Some("") => None,
             Some(text) => Some(Filter::parse(text)?),
         };
+        let ipv4_keys = (keys.len() <= 4
+            && keys
+                .iter()
+                .all(|k| matches!(k, KeyField::IpSource | KeyField::IpDestination)))
+        .then(|| {
+            let destinations = keys
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| **k == KeyField::IpDestination)
+                .fold(0u8, |bits, (i, _)| bits | 1 << i);
+            (keys.len() as u8, destinations)
+        });
         Ok(FlowDef {
             name: name.to_string(),
             keys,
             value,
             filter,
             t,
+            ipv4_keys,
         })
     }
 
@@ -162,8 +179,42 @@ impl FlowDef {
                 return false;
             }
         }
+        match self.ipv4_keys {
+            Some((count, destinations)) => Self::ipv4_key_of(count, destinations, s, out),
+            None => self.general_key_of(s, out),
+        }
+    }
+
+    /// The keys through each field's general encoder.
+    #[inline]
+    fn general_key_of(&self, s: &Sample, out: &mut FlowKey) -> bool {
         *out = FlowKey::EMPTY;
         self.keys.iter().all(|k| k.encode(s, out))
+    }
+
+    /// The same bytes as [`general_key_of`](Self::general_key_of) for keys of IPv4 address
+    /// fields only: each address's four bytes in key order.
+    #[inline]
+    fn ipv4_key_of(count: u8, destinations: u8, s: &Sample, out: &mut FlowKey) -> bool {
+        let v4 = |ip| match ip {
+            Some(std::net::IpAddr::V4(a)) => Some(a.octets()),
+            _ => None,
+        };
+        let (src, dst) = (v4(s.keys.ip_src), v4(s.keys.ip_dst));
+        let mut head = [0u8; 16];
+        for (i, slot) in head
+            .chunks_exact_mut(4)
+            .take(usize::from(count))
+            .enumerate()
+        {
+            let address = if destinations >> i & 1 != 0 { dst } else { src };
+            match address {
+                Some(a) => slot.copy_from_slice(&a),
+                None => return false,
+            }
+        }
+        *out = FlowKey::from_head(head, 4 * count);
+        true
     }
 
     /// What the sample stands for: frames = sampling rate, bytes = rate × frame length.
@@ -229,6 +280,24 @@ mod tests {
             2.0,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn only_ipv4_address_keys_take_the_ipv4_builder() {
+        let plan = |keys: &str| {
+            FlowDef::new("f", keys, ValueKind::Bytes, None, 1.0)
+                .unwrap()
+                .ipv4_keys
+        };
+        assert_eq!(plan("ipsource"), Some((1, 0)));
+        assert_eq!(plan("ipsource,ipdestination"), Some((2, 0b10)));
+        assert_eq!(
+            plan("ipdestination,ipsource,ipdestination,ipsource"),
+            Some((4, 0b0101))
+        );
+        assert_eq!(plan("ipsource,ipsource,ipsource,ipsource,ipsource"), None);
+        assert_eq!(plan("ipsource,udpsourceport"), None);
+        assert_eq!(plan("ip6source"), None);
     }
 
     #[test]
@@ -350,6 +419,37 @@ mod tests {
     }
 
     proptest! {
+        /// The IPv4 key builder writes what the general field encoders write, and refuses the
+        /// same samples.
+        #[test]
+        fn ipv4_keys_match_the_general_encoding(
+            destinations in proptest::collection::vec(any::<bool>(), 1..=4),
+            src in proptest::option::of(prop_oneof![
+                any::<[u8; 4]>().prop_map(std::net::IpAddr::from),
+                any::<[u8; 16]>().prop_map(std::net::IpAddr::from),
+            ]),
+            dst in proptest::option::of(prop_oneof![
+                any::<[u8; 4]>().prop_map(std::net::IpAddr::from),
+                any::<[u8; 16]>().prop_map(std::net::IpAddr::from),
+            ]),
+        ) {
+            let names: Vec<&str> = destinations
+                .iter()
+                .map(|d| if *d { "ipdestination" } else { "ipsource" })
+                .collect();
+            let def = FlowDef::new("v4", &names.join(","), ValueKind::Frames, None, 1.0).unwrap();
+            prop_assert!(def.ipv4_keys.is_some());
+            let mut s = icmp_sample();
+            s.keys.ip_src = src;
+            s.keys.ip_dst = dst;
+            let (mut fast, mut general) = (FlowKey::EMPTY, FlowKey::EMPTY);
+            let ok = def.key_of(&s, &mut fast);
+            prop_assert_eq!(ok, def.general_key_of(&s, &mut general));
+            if ok {
+                prop_assert_eq!(fast, general);
+            }
+        }
+
         #[test]
         fn format_key_parse_key_round_trip(
             fields in proptest::collection::vec(proptest::sample::select(KeyField::ALL.to_vec()), 1..4),

@@ -100,6 +100,18 @@ impl FlowKey {
         &self.bytes[..self.len as usize]
     }
 
+    /// A key of `len` (at most 16) bytes, the first `len` of `head`; the rest of `head` must
+    /// be zero (as every byte past a key's length is).
+    #[inline]
+    pub(crate) fn from_head(head: [u8; 16], len: u8) -> FlowKey {
+        let mut key = FlowKey::EMPTY;
+        if let Some(dst) = key.bytes.first_chunk_mut::<16>() {
+            *dst = head;
+        }
+        key.len = len.min(16);
+        key
+    }
+
     /// Builds a key from already-encoded bytes; `None` if longer than [`MAX_KEY_LEN`].
     pub fn from_bytes(bytes: &[u8]) -> Option<FlowKey> {
         let mut key = FlowKey::EMPTY;
