@@ -85,28 +85,29 @@ sender() { # target, rate
         --json --quiet
 }
 
-ingest_drain() { # rate -> line
-    local p; p=$(port)
-    "$load" drain --listen "127.0.0.1:$p" --duration $((secs + 10)) --idle 2 --json --quiet \
-        >"$out/drain-$1.json" 2>/dev/null &
+ingest_drain() { # rate [batch wait µs, default 0: the bare loop] -> line
+    local p wait="${2:-0}"; p=$(port)
+    "$load" drain --listen "127.0.0.1:$p" --duration $((secs + 10)) --idle 2 \
+        --batch-wait-us "$wait" --json --quiet >"$out/drain-$1-$wait.json" 2>/dev/null &
     local pid=$!
     sleep 0.5
-    sender "127.0.0.1:$p" "$1" >"$out/send-drain-$1.json"
+    sender "127.0.0.1:$p" "$1" >"$out/send-drain-$1-$wait.json"
     wait "$pid"
     local sent got cpu
-    sent=$(jq .datagrams "$out/send-drain-$1.json")
-    got=$(jq .datagrams "$out/drain-$1.json")
-    cpu=$(jq .cpu_ns_per_datagram "$out/drain-$1.json")
-    say "drain   rate=$1: sent $sent at $(jq -r '.datagrams_per_s|floor' "$out/send-drain-$1.json")/s, received $got ($(python3 -c "print(f'{100*(1-$got/$sent):.2f}')")% loss), $(printf %.0f "$cpu") ns CPU/datagram"
+    sent=$(jq .datagrams "$out/send-drain-$1-$wait.json")
+    got=$(jq .datagrams "$out/drain-$1-$wait.json")
+    cpu=$(jq .cpu_ns_per_datagram "$out/drain-$1-$wait.json")
+    say "drain   rate=$1 batch_wait_us=$wait: sent $sent at $(jq -r '.datagrams_per_s|floor' "$out/send-drain-$1-$wait.json")/s, received $got ($(python3 -c "print(f'{100*(1-$got/$sent):.2f}')")% loss), $(printf %.0f "$cpu") ns CPU/datagram"
 }
 
-ingest_reflexd() { # rate, workers -> line
-    local p dir; p=$(port); dir=$(mktemp -d)
+ingest_reflexd() { # rate, workers [batch wait µs, default 50 as in reflexd] -> line
+    local p dir wait="${3:-50}"; p=$(port); dir=$(mktemp -d)
     cat >"$dir/r.toml" <<TOML
 [sflow]
 listen = "127.0.0.1:$p"
 workers = $2
 pin = false
+batch_wait_us = $wait
 
 [[flow]]
 name = "ddos"
@@ -132,19 +133,19 @@ TOML
     local pid=$!
     for _ in $(seq 100); do "$bin/reflexctl" --socket "$dir/ctl.sock" ping >/dev/null 2>&1 && break; sleep 0.1; done
     local cpu0; cpu0=$(cpu_of "$pid")
-    sender "127.0.0.1:$p" "$1" >"$out/send-reflexd-$1-$2.json"
+    sender "127.0.0.1:$p" "$1" >"$out/send-reflexd-$1-$2-$wait.json"
     local got=-1 prev=-2
     while [ "$got" != "$prev" ]; do
         prev=$got; sleep 1
         got=$("$bin/reflexctl" --socket "$dir/ctl.sock" --json stats | jq .sflow.datagrams)
     done
     local cpu1; cpu1=$(cpu_of "$pid")
-    "$bin/reflexctl" --socket "$dir/ctl.sock" --json stats >"$out/reflexd-$1-$2.json"
+    "$bin/reflexctl" --socket "$dir/ctl.sock" --json stats >"$out/reflexd-$1-$2-$wait.json"
     kill "$pid"; wait "$pid" 2>/dev/null || true
     rm -rf "$dir"
-    local sent; sent=$(jq .datagrams "$out/send-reflexd-$1-$2.json")
+    local sent; sent=$(jq .datagrams "$out/send-reflexd-$1-$2-$wait.json")
     local nspd; nspd=$(python3 -c "print(f'{1e9*($cpu1-$cpu0)/max($got,1):.0f}')")
-    say "reflexd rate=$1 workers=$2: sent $sent at $(jq -r '.datagrams_per_s|floor' "$out/send-reflexd-$1-$2.json")/s, counted $got ($(python3 -c "print(f'{100*(1-$got/$sent):.2f}')")% loss, kernel drops $(jq .sflow.kernel_drops "$out/reflexd-$1-$2.json")), $nspd ns CPU/datagram (incl. the 1 s settle polls)"
+    say "reflexd rate=$1 workers=$2 batch_wait_us=$wait: sent $sent at $(jq -r '.datagrams_per_s|floor' "$out/send-reflexd-$1-$2-$wait.json")/s, counted $got ($(python3 -c "print(f'{100*(1-$got/$sent):.2f}')")% loss, kernel drops $(jq .sflow.kernel_drops "$out/reflexd-$1-$2-$wait.json")), $nspd ns CPU/datagram (incl. the 1 s settle polls)"
 }
 
 # A peer collector fed by the same sender; received = sent - kernel socket drops.
@@ -178,6 +179,9 @@ if [ "$what" = all ] || [ "$what" = ingest ]; then
         ingest_reflexd "$rate" 1
     done
     ingest_reflexd 0 2
+    # The receive pause on both sides, and reflexd without it.
+    ingest_drain 0 50
+    ingest_reflexd 0 1 0
     say "(rate=0 is flat out; sender and receiver share the machine's $(nproc) cores)"
     say ""
 fi
