@@ -126,17 +126,17 @@ impl FlowEngine {
     #[inline]
     pub fn observe(&mut self, sample: &Sample, now_ns: u64, on: &mut impl FnMut(Detection)) {
         for (fi, flow) in self.flows.iter_mut().enumerate() {
-            let mut key = FlowKey::EMPTY;
-            if !flow.def.key_of(sample, &mut key) {
+            let Some(key) = flow.def.key(sample) else {
                 continue;
-            }
+            };
             let hash = key.hash64();
             let weight = flow.def.value_of(sample);
             let rate = flow.sketch.add(&key, hash, weight, now_ns);
             // One `exp` per timestamp for the three (they share τ and move together).
             let clock = flow.sketch.clock();
             flow.top.sync_clock(now_ns, clock);
-            flow.top.offer(&key, hash, rate, now_ns);
+            // Sketch estimates only rise (up to decay): most tail keys stop at the minimum.
+            flow.top.offer_rising(&key, hash, rate, now_ns);
             // The smoothed count is rate × τ; evidence is that count in units of this
             // sample's weight (its sampling rate, for frames).
             let count = rate * flow.tau_secs;

@@ -307,13 +307,49 @@ impl TopK {
     /// among the `k` largest. Negative, NaN or infinite rates are ignored.
     #[inline]
     pub fn offer(&mut self, key: &FlowKey, hash: u64, rate: f64, now_ns: u64) {
-        if self.k == 0 || !(rate >= 0.0 && rate.is_finite()) {
+        if let Some(v) = self.units(rate, now_ns) {
+            self.offer_units(key, hash, v);
+        }
+    }
+
+    /// [`offer`](Self::offer) for a source under which a key's rate never falls except by
+    /// decay, as a conservative-update sketch's estimates: once the table is full, a rate
+    /// not above the smallest one held can neither enter nor change a member (a member is
+    /// at least that large already), so the key is not even looked up. Most keys of a
+    /// long-tailed stream end here.
+    #[inline]
+    pub fn offer_rising(&mut self, key: &FlowKey, hash: u64, rate: f64, now_ns: u64) {
+        let Some(v) = self.units(rate, now_ns) else {
             return;
+        };
+        if self.heap.len() >= self.k {
+            // Heap keys are lower bounds of their members' values (rises lag), so this is
+            // at most the true minimum.
+            if let Some((stored, _)) = self.heap.peek() {
+                if v <= stored {
+                    return;
+                }
+            }
+        }
+        self.offer_units(key, hash, v);
+    }
+
+    /// `rate` in landmark units at `now_ns`, with the clock moved there; `None` for a rate
+    /// to ignore.
+    #[inline]
+    fn units(&mut self, rate: f64, now_ns: u64) -> Option<f64> {
+        if self.k == 0 || !(rate >= 0.0 && rate.is_finite()) {
+            return None;
         }
         if let Some(scale) = self.decay.advance(now_ns) {
             self.rescale(scale);
         }
-        let v = rate * self.decay.up();
+        Some(rate * self.decay.up())
+    }
+
+    /// Offers a value already in landmark units.
+    #[inline]
+    fn offer_units(&mut self, key: &FlowKey, hash: u64, v: f64) {
         let keys = &self.keys;
         if let Some(slot) = self.index.find(hash, |s| keys.get(s) == Some(key)) {
             let Some(current) = self.values.get_mut(slot) else {
@@ -584,6 +620,33 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// With rates that never fall per key (a sketch's estimates), skipping the lookup of
+        /// keys below the smallest held leaves the table exactly as `offer` leaves it.
+        #[test]
+        fn offer_rising_holds_what_offer_holds(
+            offers in proptest::collection::vec((0u32..40, 0.0f64..50.0), 1..400),
+            k in 1usize..8,
+        ) {
+            let mut plain = TopK::new(k, 1.0);
+            let mut rising = TopK::new(k, 1.0);
+            let mut level = [0.0f64; 40];
+            let now = 3_000_000_000;
+            for (n, step) in offers {
+                level[n as usize] += step;
+                let kk = FlowKey::from_bytes(&n.to_be_bytes()).unwrap();
+                plain.offer(&kk, kk.hash64(), level[n as usize], now);
+                rising.offer_rising(&kk, kk.hash64(), level[n as usize], now);
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                plain.snapshot(now, &mut a);
+                rising.snapshot(now, &mut b);
+                let sorted = |mut v: Vec<(FlowKey, f64)>| {
+                    v.sort_by(|x, y| x.0.as_bytes().cmp(y.0.as_bytes()));
+                    v.into_iter().map(|(k, r)| (k, r.to_bits())).collect::<Vec<_>>()
+                };
+                proptest::prop_assert_eq!(sorted(a), sorted(b));
+            }
+        }
+
         /// Lagging heap keys change nothing: the table holds exactly what an eagerly
         /// ordered one holds (a member takes its new rate, a newcomer replaces the smallest
         /// only if larger), offer after offer.
