@@ -340,11 +340,35 @@ impl DecayedCountMin {
         target
     }
 
-    /// [`update_at`](Self::update_at) over exactly `D` rows, unrolled.
+    /// [`update_at`](Self::update_at) over exactly `D` rows, written out: no iterator state,
+    /// one bounds check per row.
     #[inline]
     fn update_rows<const D: usize>(&mut self, hash: u64, weight: f64) -> f64 {
-        let mut at = [0usize; D];
-        self.update_at(&mut at, hash, weight)
+        let (width, shift) = (self.width, self.shift);
+        let at: [usize; D] = std::array::from_fn(|row| {
+            let (seed, mult) = ROW_MIX[row % MAX_DEPTH];
+            row * width + ((hash ^ seed).wrapping_mul(mult) >> shift) as usize
+        });
+        // Selects rather than branches (which row holds the minimum is a coin toss, so a
+        // branch would mispredict); counters are never NaN, so no `f64::min` NaN handling.
+        let mut current = f64::INFINITY;
+        for &i in &at {
+            let c = self.counters.get(i).copied().unwrap_or(f64::INFINITY);
+            current = if c < current { c } else { current };
+        }
+        if !(weight > 0.0 && weight <= f64::MAX) {
+            return current;
+        }
+        let inc = weight * self.decay.up();
+        let target = current + inc;
+        for &i in &at {
+            if let Some(c) = self.counters.get_mut(i) {
+                // Conservative update: raise only counters below the new estimate.
+                *c = if *c < target { target } else { *c };
+            }
+        }
+        self.total += inc;
+        target
     }
 
     /// [`update_at`](Self::update_at) over any depth.
