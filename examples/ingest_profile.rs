@@ -18,26 +18,7 @@ use reflex::ingest::IngestCore;
 use reflex::load::{ModelConfig, TrafficModel};
 
 /// The flows and threshold of `tools/bench.sh ingest`.
-const BENCH_INGEST_TOML: &str = r#"
-[[flow]]
-name = "ddos"
-keys = "ipsource"
-value = "frames"
-filter = "outputifindex!=discard&direction=ingress"
-t = 1.0
-
-[[flow]]
-name = "pairs"
-keys = "ipsource,ipdestination"
-value = "bytes"
-t = 2.0
-
-[[threshold]]
-name = "ddos"
-metric = "ddos"
-value = 1000000000.0
-timeout = 10.0
-"#;
+const BENCH_INGEST_TOML: &str = include_str!("../tools/reflex-load/ingest-flows.toml");
 
 fn capture() -> Vec<Vec<u8>> {
     let bytes = std::fs::read(concat!(

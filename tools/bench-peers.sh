@@ -115,24 +115,7 @@ listen = "127.0.0.1:$2"
 [state]
 dir = "$3/state"
 
-[[flow]]
-name = "ddos"
-keys = "ipsource"
-value = "frames"
-filter = "outputifindex!=discard&direction=ingress"
-t = 1.0
-
-[[flow]]
-name = "pairs"
-keys = "ipsource,ipdestination"
-value = "bytes"
-t = 2.0
-
-[[threshold]]
-name = "ddos"
-metric = "ddos"
-value = 1000000000.0
-timeout = 10.0
+$(cat tools/reflex-load/ingest-flows.toml)
 TOML
 }
 

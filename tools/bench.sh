@@ -109,24 +109,7 @@ workers = $2
 pin = false
 batch_wait_us = $wait
 
-[[flow]]
-name = "ddos"
-keys = "ipsource"
-value = "frames"
-filter = "outputifindex!=discard&direction=ingress"
-t = 1.0
-
-[[flow]]
-name = "pairs"
-keys = "ipsource,ipdestination"
-value = "bytes"
-t = 2.0
-
-[[threshold]]
-name = "ddos"
-metric = "ddos"
-value = 1000000000.0
-timeout = 10.0
+$(cat tools/reflex-load/ingest-flows.toml)
 TOML
     REFLEX_LOG=warn "$bin/reflexd" --config "$dir/r.toml" --control "$dir/ctl.sock" \
         --state-dir "$dir/state" --openflow "127.0.0.1:$(port)" 2>"$dir/log" &

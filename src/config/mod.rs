@@ -502,9 +502,24 @@ mod tests {
     }
 
     #[test]
+    fn batch_wait_is_bounded_and_can_be_switched_off() {
+        let wait = |text: &str| Config::from_toml(&format!("[sflow]\n{text}\n"), "x");
+        assert_eq!(wait("batch_wait_us = 0").unwrap().sflow.batch_wait_us, 0);
+        assert_eq!(
+            wait("batch_wait_us = 10000").unwrap().sflow.batch_wait_us,
+            10_000
+        );
+        let err = wait("batch_wait_us = 10001").unwrap_err().to_string();
+        assert!(err.contains("sflow.batch_wait_us"), "{err}");
+        assert!(wait("batch_wait_us = -1").is_err());
+        assert_eq!(Config::embedded().unwrap().sflow.batch_wait_us, 50);
+    }
+
+    #[test]
     fn empty_file_gets_defaults() {
         let c = Config::from_toml("", "x").unwrap();
         assert_eq!(c.sflow.batch, 64);
+        assert_eq!(c.sflow.batch_wait_us, 50);
         assert_eq!(c.control.socket, PathBuf::from(DEFAULT_SOCKET));
         assert!(c.worker_count() >= 1);
     }
