@@ -5,7 +5,7 @@
 #
 #   tools/bench.sh                 everything, results in target/bench-results/<date>/
 #   BENCH_TIME=10 tools/bench.sh   longer criterion measurement (seconds, default 3)
-#   tools/bench.sh ingest          only the ingest comparison
+#   tools/bench.sh ingest          only the ingest comparison (INGEST_REPEAT=3 flat-out pairs)
 #   tools/bench.sh mitigate        only mitigation latency (needs reflexd serving OpenFlow)
 #   tools/bench.sh peers           only the optional peers (pmacct, nfdump, ...) if installed
 #
@@ -19,6 +19,7 @@ warm="${BENCH_WARMUP:-1}"
 count="${INGEST_COUNT:-2000000}"
 secs="${INGEST_SECS:-20}"
 paced="${INGEST_PACED_RATE:-50000}"
+repeat="${INGEST_REPEAT:-3}"
 out="target/bench-results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 summary="$out/summary.txt"
@@ -97,6 +98,7 @@ ingest_drain() { # rate [batch wait µs, default 0: the bare loop] -> line
     sent=$(jq .datagrams "$out/send-drain-$1-$wait.json")
     got=$(jq .datagrams "$out/drain-$1-$wait.json")
     cpu=$(jq .cpu_ns_per_datagram "$out/drain-$1-$wait.json")
+    last_cpu=$cpu
     say "drain   rate=$1 batch_wait_us=$wait: sent $sent at $(jq -r '.datagrams_per_s|floor' "$out/send-drain-$1-$wait.json")/s, received $got ($(python3 -c "print(f'{100*(1-$got/$sent):.2f}')")% loss), $(printf %.0f "$cpu") ns CPU/datagram"
 }
 
@@ -128,6 +130,7 @@ TOML
     rm -rf "$dir"
     local sent; sent=$(jq .datagrams "$out/send-reflexd-$1-$2-$wait.json")
     local nspd; nspd=$(python3 -c "print(f'{1e9*($cpu1-$cpu0)/max($got,1):.0f}')")
+    last_cpu=$nspd
     say "reflexd rate=$1 workers=$2 batch_wait_us=$wait: sent $sent at $(jq -r '.datagrams_per_s|floor' "$out/send-reflexd-$1-$2-$wait.json")/s, counted $got ($(python3 -c "print(f'{100*(1-$got/$sent):.2f}')")% loss, kernel drops $(jq .sflow.kernel_drops "$out/reflexd-$1-$2-$wait.json")), $nspd ns CPU/datagram (incl. the 1 s settle polls)"
 }
 
@@ -157,10 +160,20 @@ peer_ingest() { # name rate
 
 if [ "$what" = all ] || [ "$what" = ingest ]; then
     say "## ingest: the same sender (reflex-load sflow --batch 64, 7 samples/datagram, $count datagrams or ${secs}s) into the bare drain and into reflexd"
-    for rate in 0 "$paced"; do
-        ingest_drain "$rate"
-        ingest_reflexd "$rate" 1
+    # Flat out the ratio moves by ±15 % from run to run on a shared VM: pairs of runs,
+    # alternating, and the median ratio.
+    ratios=()
+    for i in $(seq "$repeat"); do
+        ingest_drain 0
+        d=$last_cpu
+        ingest_reflexd 0 1
+        ratios+=("$(ratio "$last_cpu" "$d")")
     done
+    say "ratio: reflexd / bare drain flat out, run by run: ${ratios[*]}; median $(printf '%s\n' "${ratios[@]}" | sort -n | sed -n "$(( (repeat + 1) / 2 ))p")x"
+    ingest_drain "$paced"
+    d=$last_cpu
+    ingest_reflexd "$paced" 1
+    say "ratio: reflexd / bare drain at $paced/s: $(ratio "$last_cpu" "$d")x"
     ingest_reflexd 0 2
     # The receive pause on both sides, and reflexd without it.
     ingest_drain 0 50
