@@ -20,6 +20,7 @@ count="${INGEST_COUNT:-2000000}"
 secs="${INGEST_SECS:-20}"
 paced="${INGEST_PACED_RATE:-50000}"
 repeat="${INGEST_REPEAT:-3}"
+[ "$repeat" -ge 1 ] 2>/dev/null || repeat=1
 out="target/bench-results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 summary="$out/summary.txt"
@@ -86,24 +87,24 @@ sender() { # target, rate
         --json --quiet
 }
 
-ingest_drain() { # rate [batch wait µs, default 0: the bare loop] -> line
-    local p wait="${2:-0}"; p=$(port)
+ingest_drain() { # rate [batch wait µs, default 0: the bare loop] [run tag] -> line
+    local p wait="${2:-0}" tag="${3:-}"; p=$(port)
     "$load" drain --listen "127.0.0.1:$p" --duration $((secs + 10)) --idle 2 \
-        --batch-wait-us "$wait" --json --quiet >"$out/drain-$1-$wait.json" 2>/dev/null &
+        --batch-wait-us "$wait" --json --quiet >"$out/drain-$1-$wait$tag.json" 2>/dev/null &
     local pid=$!
     sleep 0.5
-    sender "127.0.0.1:$p" "$1" >"$out/send-drain-$1-$wait.json"
+    sender "127.0.0.1:$p" "$1" >"$out/send-drain-$1-$wait$tag.json"
     wait "$pid"
     local sent got cpu
-    sent=$(jq .datagrams "$out/send-drain-$1-$wait.json")
-    got=$(jq .datagrams "$out/drain-$1-$wait.json")
-    cpu=$(jq .cpu_ns_per_datagram "$out/drain-$1-$wait.json")
+    sent=$(jq .datagrams "$out/send-drain-$1-$wait$tag.json")
+    got=$(jq .datagrams "$out/drain-$1-$wait$tag.json")
+    cpu=$(jq .cpu_ns_per_datagram "$out/drain-$1-$wait$tag.json")
     last_cpu=$cpu
-    say "drain   rate=$1 batch_wait_us=$wait: sent $sent at $(jq -r '.datagrams_per_s|floor' "$out/send-drain-$1-$wait.json")/s, received $got ($(python3 -c "print(f'{100*(1-$got/$sent):.2f}')")% loss), $(printf %.0f "$cpu") ns CPU/datagram"
+    say "drain   rate=$1 batch_wait_us=$wait: sent $sent at $(jq -r '.datagrams_per_s|floor' "$out/send-drain-$1-$wait$tag.json")/s, received $got ($(python3 -c "print(f'{100*(1-$got/$sent):.2f}')")% loss), $(printf %.0f "$cpu") ns CPU/datagram"
 }
 
-ingest_reflexd() { # rate, workers [batch wait µs, default 50 as in reflexd] -> line
-    local p dir wait="${3:-50}"; p=$(port); dir=$(mktemp -d)
+ingest_reflexd() { # rate, workers [batch wait µs, default 50 as in reflexd] [run tag] -> line
+    local p dir wait="${3:-50}" tag="${4:-}"; p=$(port); dir=$(mktemp -d)
     cat >"$dir/r.toml" <<TOML
 [sflow]
 listen = "127.0.0.1:$p"
@@ -118,20 +119,20 @@ TOML
     local pid=$!
     for _ in $(seq 100); do "$bin/reflexctl" --socket "$dir/ctl.sock" ping >/dev/null 2>&1 && break; sleep 0.1; done
     local cpu0; cpu0=$(cpu_of "$pid")
-    sender "127.0.0.1:$p" "$1" >"$out/send-reflexd-$1-$2-$wait.json"
+    sender "127.0.0.1:$p" "$1" >"$out/send-reflexd-$1-$2-$wait$tag.json"
     local got=-1 prev=-2
     while [ "$got" != "$prev" ]; do
         prev=$got; sleep 1
         got=$("$bin/reflexctl" --socket "$dir/ctl.sock" --json stats | jq .sflow.datagrams)
     done
     local cpu1; cpu1=$(cpu_of "$pid")
-    "$bin/reflexctl" --socket "$dir/ctl.sock" --json stats >"$out/reflexd-$1-$2-$wait.json"
+    "$bin/reflexctl" --socket "$dir/ctl.sock" --json stats >"$out/reflexd-$1-$2-$wait$tag.json"
     kill "$pid"; wait "$pid" 2>/dev/null || true
     rm -rf "$dir"
-    local sent; sent=$(jq .datagrams "$out/send-reflexd-$1-$2-$wait.json")
+    local sent; sent=$(jq .datagrams "$out/send-reflexd-$1-$2-$wait$tag.json")
     local nspd; nspd=$(python3 -c "print(f'{1e9*($cpu1-$cpu0)/max($got,1):.0f}')")
     last_cpu=$nspd
-    say "reflexd rate=$1 workers=$2 batch_wait_us=$wait: sent $sent at $(jq -r '.datagrams_per_s|floor' "$out/send-reflexd-$1-$2-$wait.json")/s, counted $got ($(python3 -c "print(f'{100*(1-$got/$sent):.2f}')")% loss, kernel drops $(jq .sflow.kernel_drops "$out/reflexd-$1-$2-$wait.json")), $nspd ns CPU/datagram (incl. the 1 s settle polls)"
+    say "reflexd rate=$1 workers=$2 batch_wait_us=$wait: sent $sent at $(jq -r '.datagrams_per_s|floor' "$out/send-reflexd-$1-$2-$wait$tag.json")/s, counted $got ($(python3 -c "print(f'{100*(1-$got/$sent):.2f}')")% loss, kernel drops $(jq .sflow.kernel_drops "$out/reflexd-$1-$2-$wait$tag.json")), $nspd ns CPU/datagram (incl. the 1 s settle polls)"
 }
 
 # A peer collector fed by the same sender; received = sent - kernel socket drops.
@@ -164,9 +165,9 @@ if [ "$what" = all ] || [ "$what" = ingest ]; then
     # alternating, and the median ratio.
     ratios=()
     for i in $(seq "$repeat"); do
-        ingest_drain 0
+        ingest_drain 0 0 "-run$i"
         d=$last_cpu
-        ingest_reflexd 0 1
+        ingest_reflexd 0 1 50 "-run$i"
         ratios+=("$(ratio "$last_cpu" "$d")")
     done
     say "ratio: reflexd / bare drain flat out, run by run: ${ratios[*]}; median $(printf '%s\n' "${ratios[@]}" | sort -n | sed -n "$(( (repeat + 1) / 2 ))p")x"

@@ -445,7 +445,7 @@ impl ControlHandler {
             .collect();
         Reply::ok(json!({
             "name": def.name,
-            "keys": def.keys.iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
+            "keys": def.keys().iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
             "value": format!("{:?}", def.value).to_lowercase(),
             "filter": def.filter.as_ref().map(|f| f.to_string()),
             "t": def.t,

@@ -89,8 +89,9 @@ pub enum DefinitionError {
 pub struct FlowDef {
     /// Name, `[A-Za-z0-9_-]+`.
     pub name: String,
-    /// Key fields, in key order.
-    pub keys: Vec<KeyField>,
+    /// Key fields, in key order (read with [`FlowDef::keys`]: the IPv4 fast path below is
+    /// derived from them once).
+    keys: Vec<KeyField>,
     /// What is counted.
     pub value: ValueKind,
     /// Samples that fail the filter are not counted.
@@ -163,6 +164,11 @@ impl FlowDef {
             t,
             ipv4_keys,
         })
+    }
+
+    /// The key fields, in key order.
+    pub fn keys(&self) -> &[KeyField] {
+        &self.keys
     }
 
     /// Encoded key width in bytes.

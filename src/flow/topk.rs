@@ -647,6 +647,48 @@ mod tests {
             }
         }
 
+        /// As the engine uses it: a sketch's estimates offered at moving times (with jumps
+        /// past the renormalisation point), both tables on the sketch's clock. `offer_rising`
+        /// keeps the same keys as `offer`, with the same values up to rounding.
+        #[test]
+        fn offer_rising_on_a_sketch_holds_what_offer_holds(
+            offers in proptest::collection::vec(
+                (0u32..60, 1.0f64..1500.0, proptest::prop_oneof![
+                    20 => 0u64..3_000_000,
+                    1 => 0u64..100_000_000_000,
+                ]),
+                1..500,
+            ),
+            k in 1usize..10,
+        ) {
+            use crate::flow::sketch::DecayedCountMin;
+            let tau = 1.0;
+            let mut sketch = DecayedCountMin::new(64, 4, tau).unwrap();
+            let mut plain = TopK::new(k, tau);
+            let mut rising = TopK::new(k, tau);
+            let mut now = SEC;
+            for (n, weight, step) in offers {
+                now += step;
+                let kk = key(n);
+                let hash = kk.hash64();
+                let rate = sketch.add(&kk, hash, weight, now);
+                plain.sync_clock(now, sketch.clock());
+                rising.sync_clock(now, sketch.clock());
+                plain.offer(&kk, hash, rate, now);
+                rising.offer_rising(&kk, hash, rate, now);
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                plain.snapshot(now, &mut a);
+                rising.snapshot(now, &mut b);
+                a.sort_by(|x, y| x.0.as_bytes().cmp(y.0.as_bytes()));
+                b.sort_by(|x, y| x.0.as_bytes().cmp(y.0.as_bytes()));
+                proptest::prop_assert_eq!(a.len(), b.len());
+                for ((ka, va), (kb, vb)) in a.iter().zip(&b) {
+                    proptest::prop_assert_eq!(ka, kb);
+                    proptest::prop_assert!((va - vb).abs() <= 1e-9 * va.abs().max(1e-300), "{} vs {}", va, vb);
+                }
+            }
+        }
+
         /// Lagging heap keys change nothing: the table holds exactly what an eagerly
         /// ordered one holds (a member takes its new rate, a newcomer replaces the smallest
         /// only if larger), offer after offer.

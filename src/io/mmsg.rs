@@ -148,9 +148,10 @@ fn sockaddr_to_std(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
 /// syscall (and wake-up) then costs more than the datagrams' own work. After a short batch
 /// that did not have to wait (the stream is busy, just not faster than the receiver), it
 /// pauses `wait` so that the next call takes many at once. A receive that had to wait
-/// longer than `wait` shows a sparse stream: no pause then, so light traffic sees no added
-/// latency. Under a flood, a datagram waits at most `wait` (plus the kernel's timer slack)
-/// longer before it is read.
+/// longer than `wait` shows a sparse stream: no pause then, so light traffic is rarely
+/// delayed (only when two datagrams happen to arrive together). Either way a datagram waits
+/// at most `wait` (plus the kernel's timer slack, 50 µs by default) longer before it is
+/// read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchWait {
     wait_ns: u64,
@@ -159,11 +160,13 @@ pub struct BatchWait {
 }
 
 impl BatchWait {
-    /// Pauses of `wait` (none if zero) after batches under a quarter of `capacity`.
+    /// Pauses of `wait` (none if zero) after batches under a quarter of `capacity` (under
+    /// two datagrams for small batches; never for a capacity of one).
     pub fn new(wait: std::time::Duration, capacity: usize) -> BatchWait {
         BatchWait {
             wait_ns: u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX),
-            short: (capacity / 4).max(2),
+            // A batch of one is never short: it cannot gather more.
+            short: (capacity / 4).max(2).min(capacity),
         }
     }
 
@@ -383,10 +386,13 @@ mod tests {
         // Timed out with nothing, or switched off.
         assert_eq!(w.after(0, 10), None);
         assert_eq!(BatchWait::new(Duration::ZERO, 64).after(1, 0), None);
-        // Tiny batches still count one datagram as short.
+        // Small batches count one datagram as short; a batch of one cannot be fuller.
+        let small = BatchWait::new(Duration::from_micros(5), 4);
+        assert_eq!(small.after(1, 0), Some(Duration::from_micros(5)));
+        assert_eq!(small.after(2, 0), None);
         assert_eq!(
             BatchWait::new(Duration::from_micros(5), 1).after(1, 0),
-            Some(Duration::from_micros(5))
+            None
         );
     }
 
