@@ -103,8 +103,8 @@ ingest_drain() { # rate [batch wait µs, default 0: the bare loop] [run tag] -> 
     say "drain   rate=$1 batch_wait_us=$wait: sent $sent at $(jq -r '.datagrams_per_s|floor' "$out/send-drain-$1-$wait$tag.json")/s, received $got ($(python3 -c "print(f'{100*(1-$got/$sent):.2f}')")% loss), $(printf %.0f "$cpu") ns CPU/datagram"
 }
 
-ingest_reflexd() { # rate, workers [batch wait µs, default 50 as in reflexd] [run tag] -> line
-    local p dir wait="${3:-50}" tag="${4:-}"; p=$(port); dir=$(mktemp -d)
+ingest_reflexd() { # rate, workers [batch wait µs, default 100 as in reflexd] [run tag] -> line
+    local p dir wait="${3:-100}" tag="${4:-}"; p=$(port); dir=$(mktemp -d)
     cat >"$dir/r.toml" <<TOML
 [sflow]
 listen = "127.0.0.1:$p"
@@ -167,7 +167,7 @@ if [ "$what" = all ] || [ "$what" = ingest ]; then
     for i in $(seq "$repeat"); do
         ingest_drain 0 0 "-run$i"
         d=$last_cpu
-        ingest_reflexd 0 1 50 "-run$i"
+        ingest_reflexd 0 1 100 "-run$i"
         ratios+=("$(ratio "$last_cpu" "$d")")
     done
     say "ratio: reflexd / bare drain flat out, run by run: ${ratios[*]}; median $(printf '%s\n' "${ratios[@]}" | sort -n | sed -n "$(( (repeat + 1) / 2 ))p")x"
@@ -177,7 +177,7 @@ if [ "$what" = all ] || [ "$what" = ingest ]; then
     say "ratio: reflexd / bare drain at $paced/s: $(ratio "$last_cpu" "$d")x"
     ingest_reflexd 0 2
     # The receive pause on both sides, and reflexd without it.
-    ingest_drain 0 50
+    ingest_drain 0 100
     ingest_reflexd 0 1 0
     say "(rate=0 is flat out; sender and receiver share the machine's $(nproc) cores)"
     say ""

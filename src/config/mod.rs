@@ -195,7 +195,7 @@ impl Default for SflowConfig {
             workers: 0,
             rcvbuf: 32 << 20,
             batch: 64,
-            batch_wait_us: 50,
+            batch_wait_us: 100,
             pin: true,
         }
     }
@@ -512,14 +512,14 @@ mod tests {
         let err = wait("batch_wait_us = 10001").unwrap_err().to_string();
         assert!(err.contains("sflow.batch_wait_us"), "{err}");
         assert!(wait("batch_wait_us = -1").is_err());
-        assert_eq!(Config::embedded().unwrap().sflow.batch_wait_us, 50);
+        assert_eq!(Config::embedded().unwrap().sflow.batch_wait_us, 100);
     }
 
     #[test]
     fn empty_file_gets_defaults() {
         let c = Config::from_toml("", "x").unwrap();
         assert_eq!(c.sflow.batch, 64);
-        assert_eq!(c.sflow.batch_wait_us, 50);
+        assert_eq!(c.sflow.batch_wait_us, 100);
         assert_eq!(c.control.socket, PathBuf::from(DEFAULT_SOCKET));
         assert!(c.worker_count() >= 1);
     }
