@@ -2,7 +2,7 @@
 //! optional filter and a smoothing time `t`.
 //!
 //! A definition is validated once when it is created; on the per-sample path
-//! [`FlowDef::key_of`] and [`FlowDef::value_of`] only read it and allocate nothing.
+//! [`FlowDef::key`] and [`FlowDef::value_of`] only read it and allocate nothing.
 
 use super::field::{FieldError, KeyField};
 use super::filter::{Filter, FilterError};
@@ -176,19 +176,6 @@ impl FlowDef {
         self.keys.iter().map(|k| k.width()).sum()
     }
 
-    /// Applies the filter, then encodes the keys into `out`; false means the sample is not
-    /// counted (filtered out or lacking a key field), and `out` is then unspecified.
-    #[inline]
-    pub fn key_of(&self, s: &Sample, out: &mut FlowKey) -> bool {
-        match self.key(s) {
-            Some(key) => {
-                *out = key;
-                true
-            }
-            None => false,
-        }
-    }
-
     /// The sample's key, if it passes the filter and has every key field.
     #[inline]
     pub fn key(&self, s: &Sample) -> Option<FlowKey> {
@@ -319,17 +306,16 @@ mod tests {
     fn seed_scenario_flow() {
         let def = ddos();
         let s = icmp_sample();
-        let mut key = FlowKey::EMPTY;
-        assert!(def.key_of(&s, &mut key));
+        let key = def.key(&s).unwrap();
         assert_eq!(key.as_bytes(), [10, 0, 0, 1]);
         assert_eq!(def.format_key(&key), "10.0.0.1");
         assert_eq!(def.value_of(&s), 10.0);
         let mut dropped = s;
         dropped.output = Interface::Discard(258);
-        assert!(!def.key_of(&dropped, &mut key));
+        assert_eq!(def.key(&dropped), None);
         let mut egress = s;
         egress.source = DataSource { kind: 0, index: 2 };
-        assert!(!def.key_of(&egress, &mut key));
+        assert_eq!(def.key(&egress), None);
     }
 
     #[test]
@@ -343,9 +329,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(def.key_width(), 10);
-        let mut key = FlowKey::EMPTY;
         // ICMP lacks tcpdestinationport: not counted.
-        assert!(!def.key_of(&icmp_sample(), &mut key));
+        assert_eq!(def.key(&icmp_sample()), None);
         let tcp = sample_of(&Frame {
             l4: L4::Tcp {
                 src: 5000,
@@ -354,7 +339,7 @@ mod tests {
             },
             ..Frame::default()
         });
-        assert!(def.key_of(&tcp, &mut key));
+        let key = def.key(&tcp).unwrap();
         assert_eq!(def.format_key(&key), "10.0.0.1,10.0.0.2,443");
         assert_eq!(def.parse_key("10.0.0.1,10.0.0.2,443").unwrap(), key);
         assert_eq!(

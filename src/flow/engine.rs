@@ -259,11 +259,7 @@ mod tests {
         // t = 0.5 s, value 100/s, timeout 10 s: a flood at 1 kframes/s, sampled 1-in-10.
         let mut e = engine(1.0);
         let s = icmp_sample();
-        let key = {
-            let mut k = FlowKey::EMPTY;
-            assert!(e.flows[0].def.key_of(&s, &mut k));
-            k
-        };
+        let key = e.flows[0].def.key(&s).unwrap();
         let flood = |e: &mut FlowEngine, from_ms: u64| {
             let mut fired = 0;
             for i in 0..100 {

@@ -305,22 +305,17 @@ impl DecayedCountMin {
         target * self.decay.down() * self.inv_tau_secs
     }
 
-    /// The conservative update of `weight` over the first `rows.len()` rows (`at` receives
-    /// each row's counter index, computed once for the read and the write); returns the
-    /// key's new estimate in landmark units (its old one if `weight` is not positive and
-    /// finite).
+    /// The conservative update of `weight` over the counters at `at` (one per row, computed
+    /// once for the read and the write); returns the key's new estimate in landmark units
+    /// (its old one if `weight` is not positive and finite).
     #[inline(always)]
-    fn update_at(&mut self, at: &mut [usize], hash: u64, weight: f64) -> f64 {
-        let (width, shift) = (self.width, self.shift);
+    fn update_at(&mut self, at: &[usize], weight: f64) -> f64 {
+        // Selects rather than branches (which row holds the minimum is a coin toss, so a
+        // branch would mispredict); counters are never NaN, so no `f64::min` NaN handling.
         let mut current = f64::INFINITY;
-        for (row, (i, &(seed, mult))) in at.iter_mut().zip(&ROW_MIX).enumerate() {
-            *i = row * width + ((hash ^ seed).wrapping_mul(mult) >> shift) as usize;
-            if let Some(&c) = self.counters.get(*i) {
-                // Counters are never NaN: a plain comparison rather than `f64::min`.
-                if c < current {
-                    current = c;
-                }
-            }
+        for &i in at {
+            let c = self.counters.get(i).copied().unwrap_or(f64::INFINITY);
+            current = if c < current { c } else { current };
         }
         // Positive and finite as two comparisons (NaN fails both).
         if !(weight > 0.0 && weight <= f64::MAX) {
@@ -328,40 +323,7 @@ impl DecayedCountMin {
         }
         let inc = weight * self.decay.up();
         let target = current + inc;
-        for &i in at.iter() {
-            if let Some(c) = self.counters.get_mut(i) {
-                // Conservative update: raise only counters below the new estimate.
-                if *c < target {
-                    *c = target;
-                }
-            }
-        }
-        self.total += inc;
-        target
-    }
-
-    /// [`update_at`](Self::update_at) over exactly `D` rows, written out: no iterator state,
-    /// one bounds check per row.
-    #[inline]
-    fn update_rows<const D: usize>(&mut self, hash: u64, weight: f64) -> f64 {
-        let (width, shift) = (self.width, self.shift);
-        let at: [usize; D] = std::array::from_fn(|row| {
-            let (seed, mult) = ROW_MIX[row % MAX_DEPTH];
-            row * width + ((hash ^ seed).wrapping_mul(mult) >> shift) as usize
-        });
-        // Selects rather than branches (which row holds the minimum is a coin toss, so a
-        // branch would mispredict); counters are never NaN, so no `f64::min` NaN handling.
-        let mut current = f64::INFINITY;
-        for &i in &at {
-            let c = self.counters.get(i).copied().unwrap_or(f64::INFINITY);
-            current = if c < current { c } else { current };
-        }
-        if !(weight > 0.0 && weight <= f64::MAX) {
-            return current;
-        }
-        let inc = weight * self.decay.up();
-        let target = current + inc;
-        for &i in &at {
+        for &i in at {
             if let Some(c) = self.counters.get_mut(i) {
                 // Conservative update: raise only counters below the new estimate.
                 *c = if *c < target { target } else { *c };
@@ -371,11 +333,22 @@ impl DecayedCountMin {
         target
     }
 
+    /// [`update_at`](Self::update_at) over exactly `D` rows, unrolled.
+    #[inline]
+    fn update_rows<const D: usize>(&mut self, hash: u64, weight: f64) -> f64 {
+        let at: [usize; D] =
+            std::array::from_fn(|row| row * self.width + self.row_index(row % MAX_DEPTH, hash));
+        self.update_at(&at, weight)
+    }
+
     /// [`update_at`](Self::update_at) over any depth.
     fn update_rows_dyn(&mut self, hash: u64, weight: f64) -> f64 {
         let mut at = [0usize; MAX_DEPTH];
         let depth = self.depth.min(MAX_DEPTH);
-        self.update_at(&mut at[..depth], hash, weight)
+        for (row, i) in at.iter_mut().enumerate().take(depth) {
+            *i = row * self.width + self.row_index(row, hash);
+        }
+        self.update_at(&at[..depth], weight)
     }
 
     /// The decay clock, as of the last [`add`](Self::add) (a hint for the flow's top-k and
