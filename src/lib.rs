@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod io;
 pub mod journal;
 pub mod load;
+pub mod lower;
 pub mod metrics;
 pub mod openflow;
 pub mod ops;

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use common::switch::{entry, FakeSwitch};
 use common::{free_udp_port, Daemon};
+use reflex::lower::table::desired_table;
+use reflex::lower::translate::TranslateConfig;
 use reflex::openflow::learning::{emit_table_miss, LearningConfig};
 use reflex::openflow::table::{learning_miss_entry, Desired, EntryKey};
-use reflex::openflow::translate::TranslateConfig;
 use reflex::openflow::{
     port, Action, FlowModCommand, FlowStats, Instruction, Match, Message, NO_BUFFER,
 };
@@ -43,7 +44,7 @@ fn start() -> Daemon {
 fn desired() -> Desired {
     let config = reflex::config::Config::from_toml(&config(), "test").expect("config");
     let engine = reflex::policy::engine::PolicyEngine::from_config(&config).expect("policy");
-    let (d, errors) = Desired::from_policy(
+    let (d, errors) = desired_table(
         &engine.rules(),
         &engine.meters(),
         &TranslateConfig {

@@ -27,10 +27,10 @@ fn start() -> Daemon {
 fn default_desired() -> Desired {
     let config = reflex::config::Config::embedded().expect("embedded config");
     let engine = reflex::policy::engine::PolicyEngine::from_config(&config).expect("policy");
-    let (d, errors) = Desired::from_policy(
+    let (d, errors) = reflex::lower::table::desired_table(
         &engine.rules(),
         &engine.meters(),
-        &reflex::openflow::translate::TranslateConfig::default(),
+        &reflex::lower::translate::TranslateConfig::default(),
     );
     assert!(errors.is_empty());
     d

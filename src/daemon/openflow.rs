@@ -2,9 +2,10 @@
 //! each driven by its sans-IO [`Session`].
 //!
 //! The policy thread reaches it only through a bounded channel: [`OfSink`] (its
-//! [`RuleSink`]) translates compiled rules into entry-level updates and wakes the loop with
-//! a [`mio::Waker`]. The loop always drains that channel at once and keeps one desired
-//! table for all switches; each session only records which keys changed, so a switch that
+//! [`RuleSink`]) lowers compiled rules into entry-level updates ([`crate::lower`]) and wakes
+//! the loop with a [`mio::Waker`]. The loop always drains that channel at once and owns the
+//! one desired table for all switches (the sink keeps none; see `lower`'s docs for why);
+//! each session only records which keys changed, so a switch that
 //! is slow to read (its bounded output queue full) gets, once it catches up, the latest
 //! form of every changed entry, each once — coalesced, nothing dropped. While a switch's
 //! queue is full it is not read either (back-pressure instead of unbounded buffering).
@@ -12,8 +13,8 @@
 //! Reactive mode (the policy uses `learn`): PACKET_INs from the learning table are answered
 //! inside [`Session::handle_input`], on this thread, as they are read — before the loop
 //! gets to syncs or queries — and written with the next flush; the sessions shed them when
-//! their output queue is full (see the session's docs). The sink adds the learning table's
-//! miss entry to the desired table ([`TranslateConfig`]).
+//! their output queue is full (see the session's docs). The lowering adds the learning
+//! table's miss entry to the desired table ([`TranslateConfig`]).
 //!
 //! The control thread asks for `switches` and `table` through [`OfClient`], answered on
 //! this thread from the sessions' own state. Reads go through one scratch buffer owned by
@@ -34,11 +35,11 @@ use serde_json::{json, Value};
 
 use crate::control::protocol::Reply;
 use crate::io::RateLimit;
+use crate::lower::table::{desired_delta, desired_table, TranslateErrors};
+use crate::lower::translate::TranslateConfig;
 use crate::openflow::session::{Session, SessionConfig, SessionEvent};
-use crate::openflow::table::{
-    delta_from_policy, diff, ofctl_line, Desired, DesiredDelta, FlowOp, TranslateErrors,
-};
-use crate::openflow::translate::TranslateConfig;
+use crate::openflow::table::{diff, ofctl_line, Desired, DesiredDelta, FlowOp};
+use crate::openflow::DropMeter;
 use crate::policy::{Delta, Rule};
 
 use super::format_unix_ms;
@@ -51,7 +52,7 @@ const TICK: Duration = Duration::from_millis(100);
 /// Bound of the policy → OpenFlow channel (each item is a whole delta).
 const UPDATE_QUEUE: usize = 1024;
 /// How long the policy thread waits for room in that channel before it gives up on this
-/// delta (and sends the whole table next time).
+/// update (and sends it, merged with the next one, next time).
 const UPDATE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Switch connections accepted at once.
 const MAX_SWITCHES: usize = 4096;
@@ -114,9 +115,9 @@ impl OpenflowServer {
 pub struct OfSink {
     tx: Sender<Update>,
     waker: Arc<Waker>,
-    /// A copy of the desired table, to resend whole if a delta could not be shipped.
-    desired: Desired,
-    lost: bool,
+    /// The update the OpenFlow thread did not take in time: the next change is merged into
+    /// it and both go together (no copy of the desired table is kept here).
+    unsent: Option<Update>,
     translate: TranslateConfig,
 }
 
@@ -124,13 +125,13 @@ impl OfSink {
     fn ship(&mut self, update: Update) {
         match self.tx.send_timeout(update, UPDATE_TIMEOUT) {
             Ok(()) => {
-                self.lost = false;
+                self.unsent = None;
                 let _ = self.waker.wake();
             }
-            Err(_) => {
-                self.lost = true;
+            Err(e) => {
+                self.unsent = Some(e.into_inner());
                 tracing::error!(
-                    "OpenFlow thread not taking rule updates; the whole table follows with the next change"
+                    "OpenFlow thread not taking rule updates; this change follows with the next one"
                 );
             }
         }
@@ -151,22 +152,27 @@ fn log_translate_errors(errors: &TranslateErrors) {
 
 impl RuleSink for OfSink {
     fn full(&mut self, rules: &[Rule], meters: &[(u32, u32)]) {
-        let (desired, errors) = Desired::from_policy(rules, meters, &self.translate);
+        let (desired, errors) = desired_table(rules, meters, &self.translate);
         log_translate_errors(&errors);
-        self.desired = desired.clone();
+        // A whole table supersedes whatever was not shipped.
         self.ship(Update::Full(desired));
     }
 
     fn delta(&mut self, delta: &Delta, meters: &[(u32, u32)]) {
-        let (d, errors) = delta_from_policy(delta, meters, &self.translate);
+        let (d, errors) = desired_delta(delta, meters, &self.translate);
         log_translate_errors(&errors);
-        self.desired.apply(&d);
-        if self.lost {
-            let full = self.desired.clone();
-            self.ship(Update::Full(full));
-        } else {
-            self.ship(Update::Delta(d));
-        }
+        let update = match self.unsent.take() {
+            None => Update::Delta(d),
+            Some(Update::Full(mut whole)) => {
+                whole.apply(&d);
+                Update::Full(whole)
+            }
+            Some(Update::Delta(mut earlier)) => {
+                earlier.merge(d);
+                Update::Delta(earlier)
+            }
+        };
+        self.ship(update);
     }
 }
 
@@ -272,8 +278,7 @@ pub fn spawn(
         OfSink {
             tx: update_tx,
             waker: waker.clone(),
-            desired: Desired::default(),
-            lost: false,
+            unsent: None,
             translate: TranslateConfig {
                 learning_table: cfg.learning.map(|l| l.table_id),
             },
@@ -593,9 +598,9 @@ impl OfThread {
                 json!({"op": op.name(), "entry": ofctl_line(k, shown)})
             })
             .collect();
-        let meters = |m: &std::collections::BTreeMap<u32, u32>| -> Vec<Value> {
+        let meters = |m: &std::collections::BTreeMap<u32, DropMeter>| -> Vec<Value> {
             m.iter()
-                .map(|(id, rate)| json!({"id": id, "rate_pps": rate}))
+                .map(|(id, meter)| json!({"id": id, "rate_pps": meter.rate}))
                 .collect()
         };
         Reply::ok(json!({

@@ -568,6 +568,61 @@ pub struct MeterMod {
     pub bands: Vec<MeterBand>,
 }
 
+/// A meter with a single drop band: what the controller installs. Small and `Copy`, so a
+/// desired or installed meter holds no band list, and [`emit_meter_mod`] writes it
+/// straight into the output buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DropMeter {
+    /// OFPMF_* flags (see [`meter_flags`](super::meter_flags)).
+    pub flags: u16,
+    /// Rate above which packets are dropped, in the unit `flags` names.
+    pub rate: u32,
+    /// Burst size, in the same unit (used with OFPMF_BURST).
+    pub burst_size: u32,
+}
+
+impl DropMeter {
+    /// The meter's band as the owned codec models it.
+    pub fn band(&self) -> MeterBand {
+        MeterBand::Drop {
+            rate: self.rate,
+            burst_size: self.burst_size,
+        }
+    }
+}
+
+/// Appends a METER_MOD for `meter_id` built from borrowed parts: `meter` is its one drop
+/// band (`None` for a delete: no flags, no band), so no [`MeterMod`] and no band list is
+/// built per meter. Returns the bytes written.
+pub(crate) fn emit_meter_mod(
+    xid: u32,
+    command: MeterModCommand,
+    meter_id: u32,
+    meter: Option<&DropMeter>,
+    out: &mut Vec<u8>,
+) -> usize {
+    const DROP: u16 = 1;
+    const BAND_LEN: u16 = 16;
+    let start = out.len();
+    out.put_u8(VERSION);
+    out.put_u8(t::METER_MOD);
+    out.put_u16(0);
+    out.put_u32(xid);
+    out.put_u16(command as u16);
+    out.put_u16(meter.map_or(0, |m| m.flags));
+    out.put_u32(meter_id);
+    if let Some(m) = meter {
+        out.put_u16(DROP);
+        out.put_u16(BAND_LEN);
+        out.put_u32(m.rate);
+        out.put_u32(m.burst_size);
+        out.put_zeros(4);
+    }
+    let len = out.len() - start;
+    out.patch_u16(start + 2, len16(len));
+    len
+}
+
 /// One OpenFlow 1.3 message, owned.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Message {

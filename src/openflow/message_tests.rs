@@ -691,3 +691,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_drop_meter_is_written_as_the_owned_meter_mod_would_be() {
+    let meter = DropMeter {
+        flags: 14,
+        rate: 1000,
+        burst_size: 100,
+    };
+    for (command, band) in [
+        (MeterModCommand::Add, Some(&meter)),
+        (MeterModCommand::Modify, Some(&meter)),
+        (MeterModCommand::Delete, None),
+    ] {
+        let owned = Message::MeterMod(MeterMod {
+            command,
+            flags: band.map_or(0, |m| m.flags),
+            meter_id: 9,
+            bands: band.map(DropMeter::band).into_iter().collect(),
+        });
+        let mut want = Vec::new();
+        owned.emit(77, &mut want);
+        let mut got = vec![0xaa];
+        let n = emit_meter_mod(77, command, 9, band, &mut got);
+        assert_eq!(n, want.len());
+        assert_eq!(&got[1..], &want[..]);
+    }
+}

@@ -9,12 +9,14 @@
 //!   OXM fields, actions, instructions and multipart bodies are kept raw, so they round-trip
 //!   too and never cause an error.
 //!
-//! Above the codec: [`translate`] turns compiled policy rules into flow entries, [`table`]
-//! keeps desired and installed tables canonically and computes the minimal strict
-//! difference, and [`session`] is one switch connection as a state machine over bytes and
-//! `now` (handshake, echo, barriers, error mapping, reconciliation, and — when the policy
-//! says `learn` — answering the learning table's PACKET_INs with [`learning`]'s
-//! allocation-free MAC learning). The sockets live in `daemon::openflow`.
+//! Above the codec: [`table`] keeps desired and installed tables canonically and computes
+//! the minimal strict difference, and [`session`] is one switch connection as a state
+//! machine over bytes and `now` (handshake, echo, barriers, error mapping, reconciliation,
+//! and — when the learning table's miss entry is desired — answering its PACKET_INs with
+//! [`learning`]'s allocation-free MAC learning). This library knows nothing of the policy:
+//! what the tables should hold comes from the caller (Reflex's `lower` module), and its
+//! settings are its own small structs ([`session::SessionConfig`],
+//! [`learning::LearningConfig`]). The sockets live in `daemon::openflow`.
 //!
 //! Every length read from the wire (message, match, OXM, instruction, action, multipart
 //! entry, meter band, hello element) is checked against its minimum, its alignment and its
@@ -29,7 +31,6 @@ mod multipart;
 mod oxm;
 pub mod session;
 pub mod table;
-pub mod translate;
 mod wire;
 
 #[cfg(test)]
@@ -38,9 +39,9 @@ mod strategies;
 pub use action::{Action, Instruction};
 pub use errors::{error_name, error_type_name};
 pub use message::{
-    negotiate, ErrorMsg, Features, FlowMod, FlowModCommand, FlowRemoved, Hello, HelloElement,
-    Message, MeterBand, MeterMod, MeterModCommand, PacketIn, PacketOut, Port, PortStatus, Role,
-    SwitchConfig,
+    negotiate, DropMeter, ErrorMsg, Features, FlowMod, FlowModCommand, FlowRemoved, Hello,
+    HelloElement, Message, MeterBand, MeterMod, MeterModCommand, PacketIn, PacketOut, Port,
+    PortStatus, Role, SwitchConfig,
 };
 pub use multipart::{
     mp_type, BandStats, Desc, FlowStats, FlowStatsRequest, MeterStats, MultipartReply,
@@ -129,6 +130,18 @@ pub mod flow_flags {
     pub const RESET_COUNTS: u16 = 4;
     pub const NO_PKT_COUNTS: u16 = 8;
     pub const NO_BYT_COUNTS: u16 = 16;
+}
+
+/// Meter flags (OFPMF_*).
+pub mod meter_flags {
+    /// Rates in kb/s.
+    pub const KBPS: u16 = 1;
+    /// Rates in packets per second.
+    pub const PKTPS: u16 = 2;
+    /// Bands have a burst size.
+    pub const BURST: u16 = 4;
+    /// Collect statistics.
+    pub const STATS: u16 = 8;
 }
 
 /// Controller roles (OFPCR_ROLE_*).

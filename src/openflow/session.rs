@@ -55,12 +55,11 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::learning::{self, Answer, LearningConfig, MacTable, PacketInView};
-use super::message::emit_flow_mod;
+use super::message::{emit_flow_mod, emit_meter_mod};
 use super::table::{canonical_match, diff, ofctl_line, Desired, EntryKey, FlowOp, FlowTable, Key};
-use super::translate::meter_bands;
 use super::{
-    frame, negotiate, CodecError, ErrorMsg, Features, FlowStats, FlowStatsRequest, Header, Hello,
-    Message, MeterMod, MeterModCommand, MultipartReply, MultipartReplyBody, MultipartRequest,
+    frame, negotiate, CodecError, DropMeter, ErrorMsg, Features, FlowStats, FlowStatsRequest,
+    Header, Hello, Message, MeterModCommand, MultipartReply, MultipartReplyBody, MultipartRequest,
     MultipartRequestBody, Port, SwitchConfig, CONTROLLER_MAX_LEN_NO_BUFFER,
 };
 
@@ -306,7 +305,7 @@ pub struct SessionStats {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Target {
     Flow(FlowOp, Key),
-    Meter(MeterModCommand, u32, u32),
+    Meter(MeterModCommand, u32, DropMeter),
 }
 
 #[derive(Clone, Debug)]
@@ -360,7 +359,7 @@ pub struct Session {
     dump_flows: Vec<FlowStats>,
     dump_ports: Vec<Port>,
     installed: FlowTable,
-    installed_meters: BTreeMap<u32, u32>,
+    installed_meters: BTreeMap<u32, DropMeter>,
     dirty: BTreeSet<Key>,
     resync: bool,
     inflight: VecDeque<InFlight>,
@@ -437,8 +436,8 @@ impl Session {
         &self.installed
     }
 
-    /// Meters we have set on the switch (id → packets/s).
-    pub fn installed_meters(&self) -> &BTreeMap<u32, u32> {
+    /// Meters we have set on the switch, by id.
+    pub fn installed_meters(&self) -> &BTreeMap<u32, DropMeter> {
         &self.installed_meters
     }
 
@@ -646,14 +645,14 @@ impl Session {
         let first_new = self.inflight.len();
         let mut n = 0;
         // Meters first: flow entries may refer to them.
-        for (&id, &rate) in &desired.meters {
+        for (&id, &meter) in &desired.meters {
             let command = match self.installed_meters.get(&id) {
                 None => MeterModCommand::Add,
-                Some(&r) if r != rate => MeterModCommand::Modify,
+                Some(&m) if m != meter => MeterModCommand::Modify,
                 Some(_) => continue,
             };
-            self.send_meter(command, id, rate);
-            self.installed_meters.insert(id, rate);
+            self.send_meter(command, id, meter);
+            self.installed_meters.insert(id, meter);
             n += 1;
         }
         let mut complete = true;
@@ -704,7 +703,7 @@ impl Session {
                 .copied()
                 .collect();
             for id in gone {
-                self.send_meter(MeterModCommand::Delete, id, 0);
+                self.send_meter(MeterModCommand::Delete, id, DropMeter::default());
                 self.installed_meters.remove(&id);
                 n += 1;
             }
@@ -733,25 +732,16 @@ impl Session {
         );
     }
 
-    fn send_meter(&mut self, command: MeterModCommand, id: u32, rate: u32) {
-        let (flags, bands) = match command {
-            MeterModCommand::Delete => (0, Vec::new()),
-            _ => meter_bands(rate),
-        };
+    /// Queues a METER_MOD written straight into the output buffer (nothing allocated).
+    fn send_meter(&mut self, command: MeterModCommand, id: u32, meter: DropMeter) {
+        let band = (command != MeterModCommand::Delete).then_some(&meter);
         let xid = self.tx.xid();
-        self.tx.send(
-            xid,
-            &Message::MeterMod(MeterMod {
-                command,
-                flags,
-                meter_id: id,
-                bands,
-            }),
-        );
+        emit_meter_mod(xid, command, id, band, &mut self.tx.buf);
+        self.tx.msgs += 1;
         self.stats.meter_mods += 1;
         self.inflight.push_back(InFlight {
             xid,
-            target: Target::Meter(command, id, rate),
+            target: Target::Meter(command, id, meter),
         });
     }
 
@@ -1067,13 +1057,13 @@ impl Session {
                 return;
             };
             let (op, entry) = match &f.target {
-                Target::Meter(MeterModCommand::Add, id, rate)
+                Target::Meter(MeterModCommand::Add, id, meter)
                     if e.err_type == METER_MOD_FAILED && e.code == METER_EXISTS =>
                 {
                     // Left over from an earlier run: set it to what we want instead.
-                    let (id, rate) = (*id, *rate);
+                    let (id, meter) = (*id, *meter);
                     self.stats.errors -= 1;
-                    self.send_meter(MeterModCommand::Modify, id, rate);
+                    self.send_meter(MeterModCommand::Modify, id, meter);
                     self.send_barrier();
                     return;
                 }

@@ -353,36 +353,6 @@ fn reconciliation_sends_only_the_difference_then_a_barrier() {
 }
 
 #[test]
-fn the_default_policy_is_installed_whole_on_an_empty_switch() {
-    let config = crate::config::Config::embedded().unwrap();
-    let engine = crate::policy::engine::PolicyEngine::from_config(&config).unwrap();
-    let (desired, errors) = Desired::from_policy(
-        &engine.rules(),
-        &engine.meters(),
-        &crate::openflow::translate::TranslateConfig::default(),
-    );
-    assert!(errors.is_empty());
-    assert_eq!(desired.flows.len(), 3);
-    let mut s = handshake(0, &[], 1);
-    assert_eq!(s.sync(&desired), 3);
-    let out = take(&mut s);
-    let mods = flow_mods(&out);
-    assert!(mods.iter().all(|(_, f)| f.command == FlowModCommand::Add));
-    let sent = FlowTable::from_translated(
-        mods.iter()
-            .map(|(_, f)| crate::openflow::translate::TranslatedRule {
-                table_id: f.table_id,
-                priority: f.priority,
-                match_: f.match_.clone(),
-                instructions: f.instructions.clone(),
-            })
-            .collect::<Vec<_>>()
-            .iter(),
-    );
-    assert_eq!(sent, desired.flows);
-}
-
-#[test]
 fn an_error_is_mapped_back_to_the_flow_mod_that_caused_it() {
     let desired = desired_of(&[
         (host_key(0, 100, 1), goto1()),
@@ -546,14 +516,27 @@ fn meters_go_first_and_an_existing_meter_is_modified() {
         host_key(0, 100, 1),
         vec![Instruction::Meter(7), Instruction::GotoTable(1)],
     )]);
-    desired.meters.insert(7, 1000);
+    let meter = DropMeter {
+        flags: crate::openflow::meter_flags::PKTPS | crate::openflow::meter_flags::BURST,
+        rate: 1000,
+        burst_size: 100,
+    };
+    desired.meters.insert(7, meter);
     let mut s = handshake(0, &[], 1);
     assert_eq!(s.sync(&desired), 2);
     let out = take(&mut s);
     let Message::MeterMod(m) = &out[0].1 else {
         panic!("{out:?}")
     };
-    assert_eq!((m.command, m.meter_id), (MeterModCommand::Add, 7));
+    assert_eq!(
+        m,
+        &crate::openflow::MeterMod {
+            command: MeterModCommand::Add,
+            flags: meter.flags,
+            meter_id: 7,
+            bands: vec![meter.band()],
+        }
+    );
     assert!(matches!(out[1].1, Message::FlowMod(_)));
     // The meter was left by an earlier run.
     send(
@@ -579,7 +562,9 @@ fn meters_go_first_and_an_existing_meter_is_modified() {
     s.sync(&d2);
     let out = take(&mut s);
     assert!(matches!(out[0].1, Message::FlowMod(_)));
-    assert!(matches!(&out[1].1, Message::MeterMod(m) if m.command == MeterModCommand::Delete));
+    assert!(matches!(&out[1].1, Message::MeterMod(m)
+        if m.command == MeterModCommand::Delete && m.flags == 0 && m.bands.is_empty()));
+    assert!(s.installed_meters().is_empty());
 }
 
 mod reconciliation {
@@ -742,8 +727,8 @@ fn packet_out_carries_the_packet_not_a_buffer_id() {
 // ---- reactive MAC learning ----
 
 use crate::openflow::learning::{emit_table_miss, LearningConfig};
-use crate::openflow::translate::TranslateConfig;
-use crate::openflow::{CONTROLLER_MAX_LEN_NO_BUFFER, NO_BUFFER};
+use crate::openflow::table::learning_miss_entry;
+use crate::openflow::NO_BUFFER;
 
 const LEARN_TABLE: u8 = 250;
 const MAC_A: [u8; 6] = [0, 0, 0, 0, 0, 0xa];
@@ -784,20 +769,20 @@ fn packet_in(s: &mut Session, now: u64, buffer_id: u32, in_port: u32, table: u8,
     s.handle_input(now, &b);
 }
 
-/// The desired table of `main` over the embedded default's `auth` module.
-fn desired_for(main: &str, translate: &TranslateConfig) -> Desired {
-    let mut config = crate::config::Config::embedded().unwrap();
-    config.policy.main = main.into();
-    let engine = crate::policy::engine::PolicyEngine::from_config(&config).unwrap();
-    let (desired, errors) = Desired::from_policy(&engine.rules(), &engine.meters(), translate);
-    assert!(errors.is_empty(), "{errors:?}");
-    desired
-}
-
-fn learn_translate() -> TranslateConfig {
-    TranslateConfig {
-        learning_table: Some(LEARN_TABLE),
-    }
+/// A desired table shaped like the policy `auth >> learn`: table 0 drops IPv4 and passes
+/// the rest to table 1, which continues to the learning table and its miss entry.
+fn auth_then_learn() -> Desired {
+    let ipv4 = Match::builder().eth_type(0x0800).build().unwrap();
+    let (miss_key, miss) = learning_miss_entry(LEARN_TABLE);
+    desired_of(&[
+        (EntryKey::new(0, 1, &ipv4), vec![]),
+        (EntryKey::new(0, 0, &Match::any()), goto1()),
+        (
+            EntryKey::new(1, 0, &Match::any()),
+            vec![Instruction::GotoTable(LEARN_TABLE)],
+        ),
+        (miss_key, miss),
+    ])
 }
 
 /// A learnt flow as the switch reports it in a flow dump.
@@ -822,45 +807,9 @@ fn learnt_stats(in_port: u32, dst: [u8; 6], out_port: u32) -> FlowStats {
 }
 
 #[test]
-fn auth_then_learn_keeps_auth_in_front_and_ends_in_the_learning_miss_entry() {
-    let d = desired_for("auth >> learn", &learn_translate());
-    let (miss_key, miss) = crate::openflow::table::learning_miss_entry(LEARN_TABLE);
-    assert_eq!(d.flows.get(&miss_key), Some(&miss[..]));
-    assert_eq!(
-        miss,
-        vec![Instruction::ApplyActions(vec![Action::Output {
-            port: port::CONTROLLER,
-            max_len: CONTROLLER_MAX_LEN_NO_BUFFER
-        }])]
-    );
-    // auth's table 0 drops cleared hosts' IPv4 (its initial state) and passes the rest to
-    // table 1, whose only rule continues to the learning table.
-    let by_table = |t: u8| d.flows.iter().filter(move |(k, _)| k.table_id == t);
-    assert!(by_table(0).any(|(_, i)| i.is_empty()), "auth's drop");
-    assert!(by_table(0).any(|(_, i)| i == [Instruction::GotoTable(1)]));
-    let last: Vec<_> = by_table(1).collect();
-    assert_eq!(last.len(), 1);
-    assert_eq!(last[0].1, [Instruction::GotoTable(LEARN_TABLE)]);
-    assert!(d
-        .flows
-        .iter()
-        .all(|(k, _)| k.table_id <= 1 || k.table_id == LEARN_TABLE));
-    // Without learning configured, `learn` cannot be translated; `normal` needs no table.
-    let config = crate::config::Config::embedded().unwrap();
-    let engine = crate::policy::engine::PolicyEngine::from_config(&config).unwrap();
-    let (plain, errors) = Desired::from_policy(
-        &engine.rules(),
-        &engine.meters(),
-        &TranslateConfig::default(),
-    );
-    assert!(errors.is_empty());
-    assert!(plain.flows.iter().all(|(k, _)| k.table_id != LEARN_TABLE));
-}
-
-#[test]
 fn an_unknown_destination_floods_then_a_learnt_one_gets_a_flow_with_the_buffer_id() {
     let mut s = handshake_with(0, learning_cfg(), &[], 1);
-    let desired = desired_for("auth >> learn", &learn_translate());
+    let desired = auth_then_learn();
     assert!(s.sync(&desired) > 0);
     let _ = take(&mut s);
     // A (port 1) → B: B unknown, flooded with the frame itself (unbuffered).
@@ -951,10 +900,10 @@ fn packet_ins_from_other_tables_or_without_learning_are_only_counted() {
 
 #[test]
 fn learnt_flows_survive_a_reconnects_reconciliation_and_later_syncs() {
-    let desired = desired_for("auth >> learn", &learn_translate());
+    let desired = auth_then_learn();
     // The switch kept its learnt flows while we were away, plus a stray entry in the
     // learning table without our cookie, and lacks the miss entry.
-    let (miss_key, _) = crate::openflow::table::learning_miss_entry(LEARN_TABLE);
+    let (miss_key, _) = learning_miss_entry(LEARN_TABLE);
     let mut dump: Vec<FlowStats> = desired
         .flows
         .iter()
@@ -1030,7 +979,7 @@ fn packet_ins_are_answered_during_a_backlog_and_shed_when_the_queue_is_full() {
     let mut s = handshake_with(0, cfg, &[], 1);
     let _ = take(&mut s);
     // A desired table far larger than the queue: the sync stops at max_output.
-    let mut big = desired_for("auth >> learn", &learn_translate());
+    let mut big = auth_then_learn();
     for h in 0..200u8 {
         big.flows.insert(host_key(0, 20, h), &goto1());
     }

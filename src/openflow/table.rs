@@ -1,12 +1,12 @@
 //! Flow tables as sets of canonical entries, and the minimal difference between two.
 //!
 //! The controller keeps, per switch, what it believes is installed and, once for all
-//! switches, what the policy wants (the [`Desired`] table: every compiled rule through
-//! [`translate_rule`], plus meters). Both sides are stored canonically so that an entry read
-//! back from a switch compares equal to the one we sent: matches are normalized (masks
-//! applied, fields sorted by OXM number, which is also an order that respects
-//! prerequisites), instructions are sorted into the spec's execution order and an output's
-//! `max_len` (meaningful only towards CONTROLLER) is zeroed. Cookies, counters, flags and
+//! switches, what it wants there (the [`Desired`] table: flow entries and meters, built by
+//! the caller; Reflex lowers its policy into it). Both sides are stored canonically so that
+//! an entry read back from a switch compares equal to the one we sent: matches are
+//! normalized (masks applied, fields sorted by OXM number, which is also an order that
+//! respects prerequisites), instructions are sorted into the spec's execution order and an
+//! output's `max_len` (meaningful only towards CONTROLLER) is zeroed. Cookies, counters, flags and
 //! timeouts are not part of an entry: Reflex installs permanent rules with cookie 0 and
 //! ignores those fields when reconciling.
 //!
@@ -17,12 +17,12 @@
 //! session's installed table and its in-flight records, so queuing a flow-mod and
 //! recording it as installed copies no match and no instruction list.
 //!
-//! Table-miss: the compiler ends every table it uses with a priority-0 match-all rule (goto
-//! the next table, or the last table's output), so the policy is total; a table the policy
-//! does not use stays empty and, with the switch in fail-mode secure, its misses drop. The
-//! one miss entry Reflex adds itself is the MAC-learning table's (reactive mode, when the
-//! policy uses `learn`): `priority=0 actions=CONTROLLER:65535`, part of the desired table
-//! like any rule ([`learning_miss_entry`]). Any other entry found on a switch (for example
+//! Table-miss: nothing here adds a miss entry; the desired table is installed as given.
+//! (Reflex's policy compiler ends every table it uses with a priority-0 match-all rule, and a
+//! table it does not use stays empty and, with the switch in fail-mode secure, drops its
+//! misses.) The MAC-learning table's miss entry, `priority=0 actions=CONTROLLER:65535`, is
+//! defined here ([`learning_miss_entry`]) because the session's learning answers its
+//! PACKET_INs; the caller puts it in the desired table like any entry. Any other entry found on a switch (for example
 //! OVS's `priority=0 actions=NORMAL` from standalone mode) is deleted strictly, one by one;
 //! the table is never wiped.
 //!
@@ -31,14 +31,11 @@
 //! installed table it reads at connect ([`FlowTable::from_stats_without`]), so no diff ever
 //! deletes or "fixes" them, and the switch expires them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use crate::policy;
-
-use super::translate::{translate_rule, TranslateConfig, TranslateError, TranslatedRule};
-use super::{port, Action, FlowStats, Instruction, Match, OxmField, OFPVID_PRESENT};
+use super::{port, Action, DropMeter, FlowStats, Instruction, Match, OxmField, OFPVID_PRESENT};
 
 /// What identifies an entry on a switch: OpenFlow's (table, priority, match), canonical.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -194,18 +191,6 @@ impl FlowTable {
         self.entries.remove(key).is_some()
     }
 
-    /// The table of translated rules.
-    pub fn from_translated<'a>(rules: impl IntoIterator<Item = &'a TranslatedRule>) -> FlowTable {
-        let mut t = FlowTable::new();
-        for r in rules {
-            t.insert(
-                EntryKey::new(r.table_id, r.priority, &r.match_),
-                &r.instructions,
-            );
-        }
-        t
-    }
-
     /// The table a switch reported in a flow-stats reply (cookies and counters ignored).
     pub fn from_stats(stats: &[FlowStats]) -> FlowTable {
         let mut t = FlowTable::new();
@@ -299,19 +284,19 @@ pub fn diff<'a>(
     out
 }
 
-/// What the policy wants on every switch: flow entries and meters (id → packets/s).
+/// What every switch should hold: flow entries and meters (by meter id).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Desired {
     pub flows: FlowTable,
-    pub meters: BTreeMap<u32, u32>,
+    pub meters: BTreeMap<u32, DropMeter>,
 }
 
-/// A change to the desired table: entries to set (`Some`) or remove (`None`), and the
-/// complete new meter set (meters are few).
+/// A change to the desired table: entries to set (`Some`) or remove (`None`), applied in
+/// order, and the complete new meter set (meters are few).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DesiredDelta {
     pub flows: Vec<(Key, Option<Instructions>)>,
-    pub meters: BTreeMap<u32, u32>,
+    pub meters: BTreeMap<u32, DropMeter>,
 }
 
 impl DesiredDelta {
@@ -319,10 +304,24 @@ impl DesiredDelta {
     pub fn is_empty(&self) -> bool {
         self.flows.is_empty()
     }
-}
 
-/// Rules that could not be translated, with why (logged and counted by the caller).
-pub type TranslateErrors = Vec<(policy::RuleKey, TranslateError)>;
+    /// Folds a later delta into this one: applying the result equals applying both in
+    /// turn. Each key keeps only its latest change, so a run of merged deltas stays as
+    /// large as the set of keys it touches.
+    pub fn merge(&mut self, later: DesiredDelta) {
+        self.flows.extend(later.flows);
+        let mut seen = BTreeSet::new();
+        let mut latest: Vec<_> = self
+            .flows
+            .drain(..)
+            .rev()
+            .filter(|(k, _)| seen.insert(k.clone()))
+            .collect();
+        latest.reverse();
+        self.flows = latest;
+        self.meters = later.meters;
+    }
+}
 
 /// The learning table's miss entry: everything not learnt yet goes to the controller, whole
 /// (max_len NO_BUFFER), as a PACKET_IN.
@@ -337,38 +336,6 @@ pub fn learning_miss_entry(table: u8) -> (EntryKey, Vec<Instruction>) {
 }
 
 impl Desired {
-    /// The desired table of a compiled pipeline (plus the learning table's miss entry when
-    /// `cfg` names one).
-    pub fn from_policy(
-        rules: &[policy::Rule],
-        meters: &[(u32, u32)],
-        cfg: &TranslateConfig,
-    ) -> (Desired, TranslateErrors) {
-        let mut d = Desired {
-            flows: FlowTable::new(),
-            meters: meters.iter().copied().collect(),
-        };
-        if let Some(t) = cfg.learning_table {
-            let (key, instructions) = learning_miss_entry(t);
-            d.flows.insert(key, &instructions);
-        }
-        let mut errors = Vec::new();
-        for r in rules {
-            match translate_rule(r, cfg) {
-                Ok(entries) => {
-                    for e in &entries {
-                        d.flows.insert(
-                            EntryKey::new(e.table_id, e.priority, &e.match_),
-                            &e.instructions,
-                        );
-                    }
-                }
-                Err(e) => errors.push((r.key(), e)),
-            }
-        }
-        (d, errors)
-    }
-
     /// Applies a delta; returns nothing, the caller already holds the changed keys.
     pub fn apply(&mut self, delta: &DesiredDelta) {
         for (k, v) in &delta.flows {
@@ -381,49 +348,6 @@ impl Desired {
         }
         self.meters.clone_from(&delta.meters);
     }
-}
-
-/// The entry-level change for a policy rule delta. A removed rule's entries are found by
-/// translating its key (entry keys do not depend on actions).
-pub fn delta_from_policy(
-    delta: &policy::Delta,
-    meters: &[(u32, u32)],
-    cfg: &TranslateConfig,
-) -> (DesiredDelta, TranslateErrors) {
-    let mut out = DesiredDelta {
-        flows: Vec::with_capacity(delta.len()),
-        meters: meters.iter().copied().collect(),
-    };
-    let mut errors = Vec::new();
-    for k in &delta.removed {
-        let probe = policy::Rule {
-            table: k.table,
-            priority: k.priority,
-            pattern: k.pattern.clone(),
-            actions: Vec::new(),
-        };
-        match translate_rule(&probe, cfg) {
-            Ok(entries) => out.flows.extend(entries.iter().map(|e| {
-                (
-                    Arc::new(EntryKey::new(e.table_id, e.priority, &e.match_)),
-                    None,
-                )
-            })),
-            Err(e) => errors.push((k.clone(), e)),
-        }
-    }
-    for r in delta.added.iter().chain(&delta.modified) {
-        match translate_rule(r, cfg) {
-            Ok(entries) => out.flows.extend(entries.iter().map(|e| {
-                (
-                    Arc::new(EntryKey::new(e.table_id, e.priority, &e.match_)),
-                    Some(canonical_instructions(&e.instructions).into()),
-                )
-            })),
-            Err(e) => errors.push((r.key(), e)),
-        }
-    }
-    (out, errors)
 }
 
 fn mac_text(a: &[u8; 6]) -> String {
@@ -699,6 +623,42 @@ mod tests {
             ofctl_line(&tcp, &[]),
             " table=0, priority=1,tcp,tp_dst=80 actions=drop"
         );
+    }
+
+    #[test]
+    fn a_merged_delta_applies_like_both_in_turn() {
+        let shared = |k: EntryKey| Arc::new(k);
+        let goto: Instructions = vec![Instruction::GotoTable(1)].into();
+        let meter = |rate| DropMeter {
+            flags: 0,
+            rate,
+            burst_size: 1,
+        };
+        let first = DesiredDelta {
+            flows: vec![
+                (shared(key(0, 1, 1)), Some(goto.clone())),
+                (shared(key(0, 1, 2)), Some(goto.clone())),
+            ],
+            meters: [(1, meter(10))].into(),
+        };
+        let second = DesiredDelta {
+            flows: vec![
+                (shared(key(0, 1, 1)), None),
+                (shared(key(0, 1, 3)), Some(goto.clone())),
+            ],
+            meters: [(2, meter(20))].into(),
+        };
+        let mut start = Desired::default();
+        start.flows.insert(key(0, 1, 1), &[]);
+        let mut in_turn = start.clone();
+        in_turn.apply(&first);
+        in_turn.apply(&second);
+        let mut merged = first.clone();
+        merged.merge(second);
+        assert_eq!(merged.flows.len(), 3, "one change per key");
+        let mut at_once = start;
+        at_once.apply(&merged);
+        assert_eq!(at_once, in_turn);
     }
 
     fn arb_table() -> impl Strategy<Value = FlowTable> {

@@ -1,4 +1,4 @@
-//! Compiled policy rules → OpenFlow 1.3 flow entries.
+//! Compiled policy rules → OpenFlow 1.3 flow entries and meters.
 //!
 //! The policy compiler reasons about packet fields independently; OpenFlow needs each
 //! field's prerequisites (an IPv4 address implies eth_type 0x0800, a TCP port ip_proto 6).
@@ -13,12 +13,17 @@
 //! as the whole action list leaves it: a rule is refused if a rewrite follows its `learn`
 //! output (the learnt copy would see it), or if `learn` sits in a group bucket (a bucket
 //! cannot continue the pipeline).
+//!
+//! A pattern's matches come back inline ([`Matches`], at most two) and a policy meter is a
+//! [`DropMeter`] by value, so lowering a rule allocates only what its entries keep.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use crate::openflow::{
+    meter_flags, port, Action, DropMeter, Instruction, Match, MatchBuilder, OxmField,
+    OFPVID_PRESENT,
+};
 use crate::policy::{self, Field, Out};
-
-use super::{port, Action, Instruction, Match, MatchBuilder, MeterBand, OxmField, OFPVID_PRESENT};
 
 /// Where the outputs that leave the compiled pipeline go.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -60,33 +65,75 @@ enum Version {
     V6,
 }
 
+/// The matches one pattern becomes: none (no packet can match), one, or an IPv4 and an
+/// IPv6 twin. Held inline: a pattern never needs more than two.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Matches {
+    items: [Match; 2],
+    len: usize,
+}
+
+impl Matches {
+    fn push(&mut self, m: Match) {
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = m;
+            self.len += 1;
+        }
+    }
+}
+
+impl std::ops::Deref for Matches {
+    type Target = [Match];
+
+    fn deref(&self) -> &[Match] {
+        self.items.get(..self.len).unwrap_or(&[])
+    }
+}
+
 /// Translates one compiled rule into one or two flow entries (none if no packet can match).
 pub fn translate_rule(
     rule: &policy::Rule,
     cfg: &TranslateConfig,
 ) -> Result<Vec<TranslatedRule>, TranslateError> {
     let instructions = translate_actions(&rule.actions, cfg)?;
-    let pattern = &rule.pattern;
+    let matches = pattern_matches(&rule.pattern)?;
+    Ok(matches
+        .iter()
+        .map(|m| TranslatedRule {
+            table_id: rule.table,
+            priority: rule.priority,
+            match_: m.clone(),
+            instructions: instructions.clone(),
+        })
+        .collect())
+}
+
+/// The OpenFlow matches of a policy pattern, prerequisites added (see the module docs).
+/// An entry's key depends only on these, not on the rule's actions.
+pub fn pattern_matches(pattern: &policy::Pattern) -> Result<Matches, TranslateError> {
     let get = |f: Field| pattern.get(f).copied();
-    // Which IP versions can a packet matching this pattern have?
-    let mut versions: Vec<Version> = vec![Version::V4, Version::V6];
+    // Which IP versions can a packet matching this pattern have? (IPv4, IPv6)
+    let mut versions = [true, true];
     let mut needs_ip = false;
-    let mut restrict = |allowed: &[Version]| versions.retain(|v| allowed.contains(v));
+    let mut restrict = |v4: bool, v6: bool| {
+        versions[0] &= v4;
+        versions[1] &= v6;
+    };
     if let Some(m) = get(Field::EthType) {
         if m.mask != 0 {
             match m.value as u16 {
-                0x0800 => restrict(&[Version::V4]),
-                0x86dd => restrict(&[Version::V6]),
-                _ => restrict(&[]),
+                0x0800 => restrict(true, false),
+                0x86dd => restrict(false, true),
+                _ => restrict(false, false),
             }
         }
     }
     if get(Field::Ipv4Src).is_some() || get(Field::Ipv4Dst).is_some() {
-        restrict(&[Version::V4]);
+        restrict(true, false);
         needs_ip = true;
     }
     if get(Field::Ipv6Src).is_some() || get(Field::Ipv6Dst).is_some() {
-        restrict(&[Version::V6]);
+        restrict(false, true);
         needs_ip = true;
     }
     let proto = get(Field::IpProto)
@@ -98,9 +145,10 @@ pub fn translate_rule(
     if get(Field::IpProto).is_some() || tcp || udp || icmp {
         needs_ip = true;
     }
+    let mut out = Matches::default();
     let l4_kinds = [tcp, udp, icmp].iter().filter(|&&b| b).count();
     if l4_kinds > 1 {
-        return Ok(Vec::new());
+        return Ok(out);
     }
     let l4_proto = |v: Version| -> Option<u8> {
         if tcp {
@@ -119,10 +167,14 @@ pub fn translate_rule(
         let m = b
             .build()
             .map_err(|e| TranslateError::Match(format!("{e:?}")))?;
-        return Ok(vec![entry(rule, m, &instructions)]);
+        out.push(m);
+        return Ok(out);
     }
-    let mut out = Vec::new();
-    for v in versions {
+    let allowed = [Version::V4, Version::V6]
+        .into_iter()
+        .zip(versions)
+        .filter_map(|(v, ok)| ok.then_some(v));
+    for v in allowed {
         let implied = l4_proto(v);
         let ip_proto = match (proto, implied) {
             (Some(p), Some(q)) if p != q => continue,
@@ -139,18 +191,9 @@ pub fn translate_rule(
         let m = b
             .build()
             .map_err(|e| TranslateError::Match(format!("{e:?}")))?;
-        out.push(entry(rule, m, &instructions));
+        out.push(m);
     }
     Ok(out)
-}
-
-fn entry(rule: &policy::Rule, match_: Match, instructions: &[Instruction]) -> TranslatedRule {
-    TranslatedRule {
-        table_id: rule.table,
-        priority: rule.priority,
-        match_,
-        instructions: instructions.to_vec(),
-    }
 }
 
 fn exact_or_err(
@@ -383,19 +426,14 @@ fn set_field(f: Field, v: u128) -> OxmField {
     }
 }
 
-/// The meter band for a policy meter of `rate` packets per second: drop above the rate,
-/// with a burst of a tenth of a second of traffic.
-pub fn meter_bands(rate_pps: u32) -> (u16, Vec<MeterBand>) {
-    const PKTPS: u16 = 2;
-    const BURST: u16 = 4;
-    const STATS: u16 = 8;
-    (
-        PKTPS | BURST | STATS,
-        vec![MeterBand::Drop {
-            rate: rate_pps.max(1),
-            burst_size: (rate_pps / 10).max(1),
-        }],
-    )
+/// The meter for a policy meter of `rate_pps` packets per second: drop above the rate,
+/// with a burst of a tenth of a second of traffic, counters on.
+pub fn meter(rate_pps: u32) -> DropMeter {
+    DropMeter {
+        flags: meter_flags::PKTPS | meter_flags::BURST | meter_flags::STATS,
+        rate: rate_pps.max(1),
+        burst_size: (rate_pps / 10).max(1),
+    }
 }
 
 #[cfg(test)]
@@ -575,5 +613,29 @@ mod tests {
             translate_actions(&group, &on),
             Err(TranslateError::LearnInGroup)
         );
+    }
+
+    #[test]
+    fn a_meter_drops_above_its_rate_with_a_tenth_of_a_second_of_burst() {
+        let m = meter(1000);
+        assert_eq!((m.rate, m.burst_size), (1000, 100));
+        assert_eq!(
+            m.flags,
+            meter_flags::PKTPS | meter_flags::BURST | meter_flags::STATS
+        );
+        assert_eq!((meter(5).rate, meter(5).burst_size), (5, 1));
+    }
+
+    #[test]
+    fn a_rules_entries_are_its_patterns_matches() {
+        let r = rule(
+            vec![(Field::TcpDst, PMatch::exact(Field::TcpDst, 80))],
+            vec![policy::Action::Output(Out::Normal)],
+        );
+        let entries = translate_rule(&r, &TranslateConfig::default()).unwrap();
+        let matches = pattern_matches(&r.pattern).unwrap();
+        assert_eq!(matches.len(), 2);
+        let of_entries: Vec<_> = entries.iter().map(|e| e.match_.clone()).collect();
+        assert_eq!(&matches[..], &of_entries[..]);
     }
 }

@@ -1,0 +1,198 @@
+//! The lowering over real compiled policies: the embedded default and `auth >> learn`
+//! become the desired tables a session installs, and policy deltas become the entry-level
+//! changes that keep that table equal to a fresh lowering.
+
+use reflex::config::Config;
+use reflex::lower::table::{desired_delta, desired_table, flow_table};
+use reflex::lower::translate::{TranslateConfig, TranslatedRule};
+use reflex::openflow::learning::LearningConfig;
+use reflex::openflow::session::{Phase, Session, SessionConfig};
+use reflex::openflow::table::{learning_miss_entry, Desired};
+use reflex::openflow::{
+    frame, port, Action, Features, FlowModCommand, Hello, Instruction, Message, MultipartReply,
+    MultipartReplyBody, CONTROLLER_MAX_LEN_NO_BUFFER,
+};
+use reflex::policy::engine::PolicyEngine;
+
+const LEARN_TABLE: u8 = 250;
+
+fn engine(main: Option<&str>) -> PolicyEngine {
+    let mut config = Config::embedded().expect("embedded config");
+    if let Some(m) = main {
+        config.policy.main = m.into();
+    }
+    PolicyEngine::from_config(&config).expect("policy")
+}
+
+fn learn_translate() -> TranslateConfig {
+    TranslateConfig {
+        learning_table: Some(LEARN_TABLE),
+    }
+}
+
+/// Everything the session queued, parsed.
+fn take(s: &mut Session) -> Vec<(u32, Message)> {
+    let bytes = s.poll_transmit().to_vec();
+    s.advance_transmit(bytes.len());
+    let mut out = Vec::new();
+    let mut rest = &bytes[..];
+    while let Ok(Some((_, n))) = frame(rest) {
+        out.push(Message::parse(&rest[..n]).expect("session emits valid messages"));
+        rest = &rest[n..];
+    }
+    assert!(rest.is_empty(), "whole messages only");
+    out
+}
+
+fn send(s: &mut Session, xid: u32, m: &Message) {
+    let mut b = Vec::new();
+    m.emit(xid, &mut b);
+    s.handle_input(0, &b);
+}
+
+/// A session through the handshake with a switch that has no ports and an empty table.
+fn ready_session(cfg: SessionConfig) -> Session {
+    let mut s = Session::new(0, cfg);
+    take(&mut s);
+    send(&mut s, 1, &Message::Hello(Hello::v13()));
+    let xid = take(&mut s)[0].0;
+    send(
+        &mut s,
+        xid,
+        &Message::FeaturesReply(Features {
+            datapath_id: 1,
+            ..Features::default()
+        }),
+    );
+    let xid = take(&mut s)[1].0;
+    let reply = |body| Message::MultipartReply(MultipartReply { flags: 0, body });
+    send(
+        &mut s,
+        xid,
+        &reply(MultipartReplyBody::PortDesc(Vec::new())),
+    );
+    let xid = take(&mut s)[0].0;
+    send(&mut s, xid, &reply(MultipartReplyBody::Flow(Vec::new())));
+    assert_eq!(s.phase(), Phase::Ready);
+    s
+}
+
+#[test]
+fn the_default_policy_is_installed_whole_on_an_empty_switch() {
+    let e = engine(None);
+    let (desired, errors) = desired_table(&e.rules(), &e.meters(), &TranslateConfig::default());
+    assert!(errors.is_empty());
+    assert_eq!(desired.flows.len(), 3);
+    let mut s = ready_session(SessionConfig::default());
+    assert_eq!(s.sync(&desired), 3);
+    let out = take(&mut s);
+    let mods: Vec<_> = out
+        .iter()
+        .filter_map(|(_, m)| match m {
+            Message::FlowMod(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert!(mods.iter().all(|f| f.command == FlowModCommand::Add));
+    let sent = flow_table(
+        mods.iter()
+            .map(|f| TranslatedRule {
+                table_id: f.table_id,
+                priority: f.priority,
+                match_: f.match_.clone(),
+                instructions: f.instructions.clone(),
+            })
+            .collect::<Vec<_>>()
+            .iter(),
+    );
+    assert_eq!(sent, desired.flows);
+}
+
+#[test]
+fn auth_then_learn_keeps_auth_in_front_and_ends_in_the_learning_miss_entry() {
+    let e = engine(Some("auth >> learn"));
+    let (d, errors) = desired_table(&e.rules(), &e.meters(), &learn_translate());
+    assert!(errors.is_empty(), "{errors:?}");
+    let (miss_key, miss) = learning_miss_entry(LEARN_TABLE);
+    assert_eq!(d.flows.get(&miss_key), Some(&miss[..]));
+    assert_eq!(
+        miss,
+        vec![Instruction::ApplyActions(vec![Action::Output {
+            port: port::CONTROLLER,
+            max_len: CONTROLLER_MAX_LEN_NO_BUFFER
+        }])]
+    );
+    // auth's table 0 drops cleared hosts' IPv4 (its initial state) and passes the rest to
+    // table 1, whose only rule continues to the learning table.
+    let by_table = |t: u8| d.flows.iter().filter(move |(k, _)| k.table_id == t);
+    assert!(by_table(0).any(|(_, i)| i.is_empty()), "auth's drop");
+    assert!(by_table(0).any(|(_, i)| i == [Instruction::GotoTable(1)]));
+    let last: Vec<_> = by_table(1).collect();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].1, [Instruction::GotoTable(LEARN_TABLE)]);
+    assert!(d
+        .flows
+        .iter()
+        .all(|(k, _)| k.table_id <= 1 || k.table_id == LEARN_TABLE));
+    // Without learning configured, `learn` cannot be translated; `normal` needs no table.
+    let e = engine(None);
+    let (plain, errors) = desired_table(&e.rules(), &e.meters(), &TranslateConfig::default());
+    assert!(errors.is_empty());
+    assert!(plain.flows.iter().all(|(k, _)| k.table_id != LEARN_TABLE));
+}
+
+#[test]
+fn a_learning_session_installs_the_lowered_auth_then_learn_table() {
+    let e = engine(Some("auth >> learn"));
+    let (desired, _) = desired_table(&e.rules(), &e.meters(), &learn_translate());
+    let mut s = ready_session(SessionConfig {
+        learning: Some(LearningConfig {
+            table_id: LEARN_TABLE,
+            ..LearningConfig::default()
+        }),
+        ..SessionConfig::default()
+    });
+    assert_eq!(s.sync(&desired), desired.flows.len());
+    take(&mut s);
+    assert_eq!(s.installed(), &desired.flows);
+}
+
+#[test]
+fn deltas_keep_the_desired_table_equal_to_a_fresh_lowering() {
+    let mut e = engine(None);
+    let cfg = TranslateConfig::default();
+    let (mut desired, _) = desired_table(&e.rules(), &e.meters(), &cfg);
+    let mut merged: Option<reflex::openflow::table::DesiredDelta> = None;
+    let mut lagging: Desired = desired.clone();
+    let now = 0;
+    for (host, state) in [
+        ("10.0.0.1", "authenticated"),
+        ("10.0.0.2", "authenticated"),
+        ("10.0.0.1", "clear"),
+        ("10.0.0.3", "authenticated"),
+    ] {
+        let ev = reflex::policy::Event {
+            module: "auth".into(),
+            key: host.into(),
+            state: state.into(),
+            hold_ns: None,
+            then: None,
+        };
+        let (_, delta) = e.apply_event(&ev, now).expect("event");
+        let (d, errors) = desired_delta(&delta, &e.meters(), &cfg);
+        assert!(errors.is_empty());
+        assert!(!d.is_empty(), "{host} {state} changes entries");
+        desired.apply(&d);
+        let (fresh, _) = desired_table(&e.rules(), &e.meters(), &cfg);
+        assert_eq!(desired, fresh);
+        // Deltas the OpenFlow thread did not take in time, merged, land on the same table.
+        match merged.as_mut() {
+            None => merged = Some(d),
+            Some(m) => m.merge(d),
+        }
+    }
+    if let Some(m) = merged {
+        lagging.apply(&m);
+    }
+    assert_eq!(lagging, desired);
+}
