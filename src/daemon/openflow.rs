@@ -5,9 +5,9 @@
 //! [`RuleSink`]) lowers compiled rules into entry-level updates ([`crate::lower`]) and wakes
 //! the loop with a [`mio::Waker`]. The loop always drains that channel at once and owns the
 //! one desired table for all switches (the sink keeps none; see `lower`'s docs for why);
-//! each session only records which keys changed, so a switch that
-//! is slow to read (its bounded output queue full) gets, once it catches up, the latest
-//! form of every changed entry, each once — coalesced, nothing dropped. While a switch's
+//! each session only records which keys changed, so a switch that is slow to read (its
+//! bounded output queue full) gets, once it catches up, the latest form of every changed
+//! entry, each once — coalesced, nothing dropped. While a switch's
 //! queue is full it is not read either (back-pressure instead of unbounded buffering).
 //!
 //! Reactive mode (the policy uses `learn`): PACKET_INs from the learning table are answered
