@@ -42,7 +42,7 @@ fn start() -> Daemon {
 /// The desired table of `auth >> learn` with no host authenticated.
 fn desired() -> Desired {
     let config = reflex::config::Config::from_toml(&config(), "test").expect("config");
-    let engine = reflex::policy::engine::PolicyEngine::from_config(&config).expect("policy");
+    let engine = config.build().expect("policy").policy;
     let (d, errors) = Desired::from_policy(
         &engine.rules(),
         &engine.meters(),

@@ -355,7 +355,7 @@ fn reconciliation_sends_only_the_difference_then_a_barrier() {
 #[test]
 fn the_default_policy_is_installed_whole_on_an_empty_switch() {
     let config = crate::config::Config::embedded().unwrap();
-    let engine = crate::policy::engine::PolicyEngine::from_config(&config).unwrap();
+    let engine = config.build().unwrap().policy;
     let (desired, errors) = Desired::from_policy(
         &engine.rules(),
         &engine.meters(),
@@ -788,7 +788,7 @@ fn packet_in(s: &mut Session, now: u64, buffer_id: u32, in_port: u32, table: u8,
 fn desired_for(main: &str, translate: &TranslateConfig) -> Desired {
     let mut config = crate::config::Config::embedded().unwrap();
     config.policy.main = main.into();
-    let engine = crate::policy::engine::PolicyEngine::from_config(&config).unwrap();
+    let engine = config.build().unwrap().policy;
     let (desired, errors) = Desired::from_policy(&engine.rules(), &engine.meters(), translate);
     assert!(errors.is_empty(), "{errors:?}");
     desired
@@ -847,7 +847,7 @@ fn auth_then_learn_keeps_auth_in_front_and_ends_in_the_learning_miss_entry() {
         .all(|(k, _)| k.table_id <= 1 || k.table_id == LEARN_TABLE));
     // Without learning configured, `learn` cannot be translated; `normal` needs no table.
     let config = crate::config::Config::embedded().unwrap();
-    let engine = crate::policy::engine::PolicyEngine::from_config(&config).unwrap();
+    let engine = config.build().unwrap().policy;
     let (plain, errors) = Desired::from_policy(
         &engine.rules(),
         &engine.meters(),
