@@ -142,7 +142,8 @@ impl Default for StateConfig {
 #[serde(deny_unknown_fields)]
 pub struct ModuleConfig {
     pub name: String,
-    /// What instances are keyed by: ipv4, ipv6, mac or port.
+    /// What instances are keyed by: ipv4, ipv6, mac or port, or a comma list of fields
+    /// (`ipdestination,udpsourceport`; policy names such as `ip_dst` also do).
     pub key: String,
     /// The packet field the key selects (default: the source field of that kind).
     #[serde(default)]
