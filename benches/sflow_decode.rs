@@ -132,7 +132,10 @@ fn bench(c: &mut Criterion) {
         })
     });
     let config = Config::embedded().expect("embedded configuration");
-    let mut core = IngestCore::new(FlowEngine::new(&config).expect("flow engine"), 4096);
+    let mut core = IngestCore::new(
+        FlowEngine::new(&config.flow_set().expect("flows")).expect("flow engine"),
+        4096,
+    );
     let mut now_ns = 1_000_000_000u64;
     group.bench_function("reflex_full_path", |b| {
         b.iter(|| {

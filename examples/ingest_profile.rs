@@ -77,7 +77,10 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(200);
-    let mut core = IngestCore::new(FlowEngine::new(&config).expect("flow engine"), 4096);
+    let mut core = IngestCore::new(
+        FlowEngine::new(&config.flow_set().expect("flows")).expect("flow engine"),
+        4096,
+    );
     let mut now_ns = 1_000_000_000u64;
     // A datagram every 10 µs for the capture (as since the first figures), every 3 µs for
     // the load (about the rate `reflex-load sflow` sends flat out).

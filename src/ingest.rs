@@ -14,16 +14,19 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crate::flow::engine::{Detection, FlowEngine, TopSnapshot};
 use crate::flow::key::FlowKey;
 use crate::flow::sample::Sample;
+use crate::flow::ThresholdId;
 use crate::io::mmsg::{BatchWait, RecvBatch};
 use crate::packet::{parse_sampled_header_into, HeaderKeys};
 use crate::sflow::{self, AgentId, DecodeError, PacketRecord, SampledIp, ScannedSample};
 
-/// A threshold event on its way to the policy thread.
+/// A threshold crossing on its way to the policy thread: typed throughout (the threshold's
+/// id, the whole flow key), `Copy`, no text and no allocation; the policy thread projects
+/// the key onto each reacting module's key.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Event {
     /// Unique per daemon run: worker index in the top byte, a counter below.
     pub id: u64,
-    pub threshold: u16,
+    pub threshold: ThresholdId,
     pub flow: u16,
     pub key: FlowKey,
     pub value: f64,
@@ -329,7 +332,7 @@ impl IngestCore {
     }
 
     /// Re-arms a threshold for a key (see [`FlowEngine::rearm`]).
-    pub fn rearm(&mut self, threshold: u16, key: &FlowKey) -> bool {
+    pub fn rearm(&mut self, threshold: ThresholdId, key: &FlowKey) -> bool {
         self.engine.rearm(threshold, key)
     }
 
@@ -410,7 +413,7 @@ pub struct WorkerShell {
 /// A threshold to re-arm for one key (the policy let that key back in).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rearm {
-    pub threshold: u16,
+    pub threshold: ThresholdId,
     pub key: FlowKey,
 }
 
@@ -541,8 +544,8 @@ mod tests {
 
     #[test]
     fn the_ovs_capture_drives_the_default_flow_to_detection() {
-        let config = Config::embedded().unwrap();
-        let mut core = IngestCore::new(FlowEngine::new(&config).unwrap(), 64);
+        let flows = Config::embedded().unwrap().flow_set().unwrap();
+        let mut core = IngestCore::new(FlowEngine::new(&flows).unwrap(), 64);
         let mut detections = Vec::new();
         // Replay at 1 ms per datagram: the floods far exceed 100 frames/s.
         for (i, dg) in capture().iter().enumerate() {
@@ -554,10 +557,10 @@ mod tests {
         assert_eq!(stats.datagrams.load(Ordering::Relaxed), 335);
         assert_eq!(stats.flow_samples.load(Ordering::Relaxed), 2241);
         assert_eq!(stats.counter_samples.load(Ordering::Relaxed), 12);
-        let defs = crate::flow::engine::flow_defs(&config).unwrap();
+        let def = flows.def(0).unwrap();
         let keys: Vec<String> = detections
             .iter()
-            .map(|d| defs[0].format_key(&d.detection.key))
+            .map(|d| def.format_key(&d.detection.key))
             .collect();
         assert!(keys.contains(&"10.0.0.1".to_owned()), "{keys:?}");
         assert!(detections

@@ -21,7 +21,7 @@ fn engine(main: Option<&str>) -> PolicyEngine {
     if let Some(m) = main {
         config.policy.main = m.into();
     }
-    PolicyEngine::from_config(&config).expect("policy")
+    config.build().expect("policy").policy
 }
 
 fn learn_translate() -> TranslateConfig {

@@ -43,7 +43,7 @@ fn start() -> Daemon {
 /// The desired table of `auth >> learn` with no host authenticated.
 fn desired() -> Desired {
     let config = reflex::config::Config::from_toml(&config(), "test").expect("config");
-    let engine = reflex::policy::engine::PolicyEngine::from_config(&config).expect("policy");
+    let engine = config.build().expect("policy").policy;
     let (d, errors) = desired_table(
         &engine.rules(),
         &engine.meters(),

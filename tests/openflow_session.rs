@@ -26,7 +26,7 @@ fn start() -> Daemon {
 /// The desired table of the embedded default policy with no host authenticated.
 fn default_desired() -> Desired {
     let config = reflex::config::Config::embedded().expect("embedded config");
-    let engine = reflex::policy::engine::PolicyEngine::from_config(&config).expect("policy");
+    let engine = config.build().expect("policy").policy;
     let (d, errors) = reflex::lower::table::desired_table(
         &engine.rules(),
         &engine.meters(),

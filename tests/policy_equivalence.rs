@@ -6,8 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use proptest::prelude::*;
 use reflex::policy::{
-    diff, eval, parse_policy, run_pipeline, Compiler, Delta, Field, FsmTable, KeyKind, Match,
-    ModuleDef, Packet, Policy, Pred, RuleActions, RuleKey,
+    diff, eval, parse_policy, run_pipeline, Compiler, Delta, Field, FsmTable, Match, ModuleDef,
+    ModuleKey, Packet, Policy, Pred, RuleActions, RuleKey,
 };
 
 const HOSTS: [u128; 3] = [0x0a00_0001, 0x0a00_0002, 0x0a00_0003];
@@ -123,8 +123,7 @@ fn modules() -> impl Strategy<Value = Vec<ModuleDef>> {
             vec![
                 ModuleDef {
                     name: "auth".into(),
-                    key: KeyKind::Ipv4Host,
-                    field: Field::Ipv4Src,
+                    key: ModuleKey::single(Field::Ipv4Src),
                     states: vec!["ok".into(), "s1".into(), "s2".into()],
                     initial: "ok".into(),
                     transitions: None,
@@ -132,8 +131,7 @@ fn modules() -> impl Strategy<Value = Vec<ModuleDef>> {
                 },
                 ModuleDef {
                     name: "mac".into(),
-                    key: KeyKind::Mac,
-                    field: Field::EthSrc,
+                    key: ModuleKey::single(Field::EthSrc),
                     states: vec!["ok".into(), "s1".into()],
                     initial: "ok".into(),
                     transitions: None,

@@ -75,22 +75,14 @@ fn main() -> ExitCode {
         .config
         .as_ref()
         .map_or("embedded default".to_owned(), |p| p.display().to_string());
-    if let Err(e) = reflex::flow::engine::FlowEngine::new(&config) {
-        eprintln!("reflexd: {origin}: {e}");
-        return ExitCode::from(2);
-    }
-    match reflex::policy::engine::PolicyEngine::from_config(&config) {
-        Ok(engine) => {
-            if let Err(e) = reflex::daemon::learning_config(&config, &engine) {
-                eprintln!("reflexd: {origin}: {e}");
-                return ExitCode::from(2);
-            }
-        }
+    // The one validation: what --check-config accepts is what the daemon starts with.
+    let built = match config.build() {
+        Ok(built) => built,
         Err(e) => {
             eprintln!("reflexd: {origin}: {e}");
             return ExitCode::from(2);
         }
-    }
+    };
     if cli.check_config {
         println!("configuration ok");
         return ExitCode::SUCCESS;
@@ -103,7 +95,7 @@ fn main() -> ExitCode {
         state_dir: cli.state_dir,
         metrics: cli.metrics,
     };
-    match daemon::run(config, overrides) {
+    match daemon::run(config, built, overrides) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("reflexd: {e:#}");

@@ -1,10 +1,21 @@
 //! Reflex configuration: TOML with an embedded default (the classic ping-flood experiment),
 //! checked as a whole at load so that a bad file fails with one clear message.
+//!
+//! The cores do not read this file's types: [`Config::build`] turns it into the specs
+//! `flow` and `policy` define ([`FlowSpec`], [`PolicySpec`], …) and builds them once;
+//! `reflexd --check-config` and the daemon's start-up run that same function.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::flow::definition::ValueKind;
+use crate::flow::spec::EngineError;
+use crate::flow::{FlowSet, FlowSpec, ThresholdSpec};
+use crate::openflow::learning::LearningConfig;
+use crate::policy::engine::{PolicyConfigError, PolicyEngine};
+use crate::policy::spec::{AssertionSpec, ModuleSpec, PolicySpec, ReactionSpec, ThresholdKey};
 
 /// The embedded default configuration, as TOML text.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -21,6 +32,23 @@ pub enum ConfigError {
     Parse { origin: String, message: String },
     #[error("{origin}: {message}")]
     Invalid { origin: String, message: String },
+    #[error(transparent)]
+    Flow(#[from] EngineError),
+    #[error(transparent)]
+    Policy(#[from] PolicyConfigError),
+    #[error("{0}")]
+    Openflow(String),
+}
+
+/// The cores a configuration specifies, validated and built once: what
+/// `reflexd --check-config` accepts is exactly what the daemon starts with.
+pub struct Built {
+    /// Flows and thresholds; every ingest worker builds its engine from them.
+    pub flows: FlowSet,
+    /// The policy engine, modules restored to their initial states.
+    pub policy: PolicyEngine,
+    /// Reactive learning, when the policy uses `learn`.
+    pub learning: Option<LearningConfig>,
 }
 
 /// The whole daemon configuration.
@@ -114,7 +142,8 @@ impl Default for StateConfig {
 #[serde(deny_unknown_fields)]
 pub struct ModuleConfig {
     pub name: String,
-    /// What instances are keyed by: ipv4, ipv6, mac or port.
+    /// What instances are keyed by: ipv4, ipv6, mac or port, or a comma list of fields
+    /// (`ipdestination,udpsourceport`; policy names such as `ip_dst` also do).
     pub key: String,
     /// The packet field the key selects (default: the source field of that kind).
     #[serde(default)]
@@ -416,6 +445,122 @@ impl Config {
         Ok(())
     }
 
+    /// The flow and threshold specs this file states.
+    pub fn flow_specs(&self) -> Result<(Vec<FlowSpec>, Vec<ThresholdSpec>), EngineError> {
+        let flows = self
+            .flows
+            .iter()
+            .map(|f| {
+                let value = match f.value.as_str() {
+                    "frames" => ValueKind::Frames,
+                    "bytes" => ValueKind::Bytes,
+                    other => {
+                        return Err(EngineError {
+                            flow: f.name.clone(),
+                            message: format!("value `{other}` is not frames or bytes"),
+                        })
+                    }
+                };
+                Ok(FlowSpec {
+                    name: f.name.clone(),
+                    keys: f.keys.clone(),
+                    value,
+                    filter: f.filter.clone(),
+                    t: f.t,
+                    sketch_width: f.sketch_width,
+                    sketch_depth: f.sketch_depth,
+                    top: f.top,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let thresholds = self
+            .thresholds
+            .iter()
+            .map(|t| ThresholdSpec {
+                name: t.name.clone(),
+                flow: t.metric.clone(),
+                value: t.value,
+                by_flow: t.by_flow,
+                timeout_s: t.timeout,
+                capacity: t.capacity,
+                min_samples: t.min_samples,
+            })
+            .collect();
+        Ok((flows, thresholds))
+    }
+
+    /// The flows and thresholds, validated.
+    pub fn flow_set(&self) -> Result<FlowSet, ConfigError> {
+        let (flows, thresholds) = self.flow_specs()?;
+        Ok(FlowSet::new(&flows, &thresholds)?)
+    }
+
+    /// The policy spec this file states; thresholds take their key layout from `flows`.
+    pub fn policy_spec(&self, flows: &FlowSet) -> PolicySpec {
+        PolicySpec {
+            modules: self
+                .modules
+                .iter()
+                .map(|m| ModuleSpec {
+                    name: m.name.clone(),
+                    key: m.key.clone(),
+                    field: m.field.clone(),
+                    initial: m.initial.clone(),
+                    transitions: m.transitions.clone(),
+                    states: m
+                        .states
+                        .iter()
+                        .map(|(s, p)| (s.clone(), p.clone()))
+                        .collect(),
+                })
+                .collect(),
+            main: self.policy.main.clone(),
+            thresholds: flows
+                .thresholds()
+                .map(|(_, name, def)| ThresholdKey {
+                    name: name.to_owned(),
+                    fields: def.keys().to_vec(),
+                })
+                .collect(),
+            reactions: self
+                .reactions
+                .iter()
+                .map(|r| ReactionSpec {
+                    threshold: r.threshold.clone(),
+                    module: r.module.clone(),
+                    state: r.state.clone(),
+                    hold_s: r.hold,
+                    then: r.then.clone(),
+                    whitelist: r.whitelist.clone(),
+                    dry_run: r.dry_run,
+                })
+                .collect(),
+            assertions: self
+                .assertions
+                .iter()
+                .map(|a| AssertionSpec {
+                    name: a.name.clone(),
+                    module: a.module.clone(),
+                    state: a.state.clone(),
+                    forwards: a.forwards,
+                })
+                .collect(),
+        }
+    }
+
+    /// Validates and builds the cores: flows, the policy engine (reactions bound to their
+    /// thresholds' keys) and reactive learning checked against the compiled pipeline.
+    pub fn build(&self) -> Result<Built, ConfigError> {
+        let flows = self.flow_set()?;
+        let policy = PolicyEngine::new(&self.policy_spec(&flows))?;
+        let learning = learning_config(&self.openflow, &policy)?;
+        Ok(Built {
+            flows,
+            policy,
+            learning,
+        })
+    }
+
     /// Worker threads to start: the configured count, or one per available core.
     pub fn worker_count(&self) -> usize {
         if self.sflow.workers > 0 {
@@ -424,6 +569,30 @@ impl Config {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         }
     }
+}
+
+/// Reactive learning settings when the policy uses `learn` (off otherwise), with the
+/// learning table checked to lie beyond the compiled pipeline's tables.
+fn learning_config(
+    openflow: &OpenflowConfig,
+    engine: &PolicyEngine,
+) -> Result<Option<LearningConfig>, ConfigError> {
+    if !engine.uses_learn() {
+        return Ok(None);
+    }
+    let table = openflow.learning_table;
+    let used = engine.table_count();
+    if usize::from(table) < used {
+        return Err(ConfigError::Openflow(format!(
+            "openflow.learning_table = {table} collides with the compiled pipeline, which uses tables 0..={}; choose a table of {used} or more",
+            used.saturating_sub(1)
+        )));
+    }
+    Ok(Some(LearningConfig {
+        table_id: table,
+        idle_timeout: openflow.learning_idle_timeout,
+        ..Default::default()
+    }))
 }
 
 /// toml's errors span several lines (a source excerpt); operators want one line with the
@@ -513,6 +682,60 @@ mod tests {
         assert!(err.contains("sflow.batch_wait_us"), "{err}");
         assert!(wait("batch_wait_us = -1").is_err());
         assert_eq!(Config::embedded().unwrap().sflow.batch_wait_us, 100);
+    }
+
+    #[test]
+    fn min_samples_out_of_range_is_refused() {
+        let text = "[[flow]]\nname = \"f\"\nkeys = \"ipsource\"\n[[threshold]]\nname = \"f\"\n\
+                    metric = \"f\"\nvalue = 1.0\nmin_samples = -1.0\n";
+        let e = Config::from_toml(text, "test").unwrap_err().to_string();
+        assert!(e.contains("min_samples"), "{e}");
+    }
+
+    #[test]
+    fn the_embedded_default_builds() {
+        let built = Config::embedded().unwrap().build().unwrap();
+        assert_eq!(built.flows.defs().len(), 1);
+        assert!(built.policy.check().is_empty());
+        assert_eq!(built.learning, None);
+    }
+
+    #[test]
+    fn build_errors_name_the_part_at_fault() {
+        let mut c = Config::embedded().unwrap();
+        c.flows[0].value = "packets".into();
+        let e = c.build().err().unwrap().to_string();
+        assert_eq!(e, "flow `ddos`: value `packets` is not frames or bytes");
+        let mut c = Config::embedded().unwrap();
+        c.modules[0].key = "ipv5".into();
+        let e = c.build().err().unwrap().to_string();
+        assert!(
+            e.starts_with("module `auth`: key `ipv5` is not ipv4, ipv6, mac or port"),
+            "{e}"
+        );
+        let mut c = Config::embedded().unwrap();
+        c.flows[0].keys = "ipdestination".into();
+        let e = c.build().err().unwrap().to_string();
+        assert!(
+            e.contains("key field ip_src is not among the flow's key fields"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn learning_is_on_only_with_learn_and_its_table_must_clear_the_pipeline() {
+        let mut config = Config::embedded().unwrap();
+        assert_eq!(config.build().unwrap().learning, None);
+        config.policy.main = "auth >> learn".into();
+        let built = config.build().unwrap();
+        assert_eq!(built.policy.table_count(), 2);
+        let l = built.learning.unwrap();
+        assert_eq!((l.table_id, l.idle_timeout), (251, 60));
+        config.openflow.learning_table = 2;
+        assert_eq!(config.build().unwrap().learning.unwrap().table_id, 2);
+        config.openflow.learning_table = 1;
+        let err = config.build().err().unwrap().to_string();
+        assert!(err.contains("collides"), "{err}");
     }
 
     #[test]

@@ -16,14 +16,14 @@ use anyhow::Context;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde_json::{json, Value};
 
-use crate::config::Config;
+use crate::config::{Built, Config};
 use crate::control::protocol::{Reply, Request};
 use crate::control::server::{self, Handler, Server};
 use crate::flow::definition::FlowDef;
-use crate::flow::engine::{flow_defs, FlowEngine};
+use crate::flow::engine::FlowEngine;
 use crate::flow::key::FlowKey;
+use crate::flow::{FlowSet, ThresholdId};
 use crate::ingest::{self, Event, IngestCore, WorkerReport, WorkerShell, WorkerStats};
-use crate::policy::engine::PolicyEngine;
 use crate::sflow::DecodeError;
 
 pub mod changes;
@@ -65,20 +65,24 @@ pub fn latency_histogram() -> hdrhistogram::Histogram<u64> {
     h
 }
 
-/// Names needed to print events and flows.
+/// Names needed to print events and flows (for people: logs and control replies).
 pub struct Names {
     defs: Vec<FlowDef>,
     thresholds: Vec<String>,
-    /// Per threshold, the index of its metric flow.
-    threshold_flows: Vec<Option<usize>>,
 }
 
 impl Names {
+    fn new(flows: &FlowSet) -> Names {
+        Names {
+            defs: flows.defs().cloned().collect(),
+            thresholds: flows.thresholds().map(|(_, n, _)| n.to_owned()).collect(),
+        }
+    }
     fn flow_name(&self, i: u16) -> &str {
         self.defs.get(i as usize).map_or("?", |d| d.name.as_str())
     }
-    fn threshold_name(&self, i: u16) -> &str {
-        self.thresholds.get(i as usize).map_or("?", |s| s.as_str())
+    fn threshold_name(&self, t: ThresholdId) -> &str {
+        self.thresholds.get(t.index()).map_or("?", |s| s.as_str())
     }
     fn key_text(&self, flow: u16, key: &FlowKey) -> String {
         self.defs
@@ -87,8 +91,9 @@ impl Names {
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
+/// Runs the daemon until SIGTERM or SIGINT, with the cores `built` from `config` (by
+/// [`Config::build`], the function `--check-config` runs).
+pub fn run(mut config: Config, built: Built, overrides: Overrides) -> anyhow::Result<()> {
     if let Some(addr) = overrides.sflow {
         config.sflow.listen = addr;
     }
@@ -108,15 +113,12 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
         config.metrics.listen = Some(addr);
     }
     let workers = config.worker_count();
-    let names = Arc::new(Names {
-        defs: flow_defs(&config)?,
-        thresholds: config.thresholds.iter().map(|t| t.name.clone()).collect(),
-        threshold_flows: config
-            .thresholds
-            .iter()
-            .map(|t| config.flows.iter().position(|f| f.name == t.metric))
-            .collect(),
-    });
+    let Built {
+        flows,
+        policy: engine,
+        learning,
+    } = built;
+    let names = Arc::new(Names::new(&flows));
 
     // Bind everything before starting anything.
     let control = Server::bind(&config.control.socket, config.control.group.as_deref())?;
@@ -156,8 +158,7 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
     for (id, socket) in sockets.into_iter().enumerate() {
         let (rearm_tx, rearm_rx) = bounded(REARM_QUEUE);
         rearm_txs.push(rearm_tx);
-        let engine = FlowEngine::new(&config)?;
-        let core = IngestCore::new(engine, MAX_AGENTS);
+        let core = IngestCore::new(FlowEngine::new(&flows)?, MAX_AGENTS);
         let worker_stats = Arc::new(WorkerStats::default());
         stats.push(worker_stats.clone());
         let shell = WorkerShell {
@@ -196,11 +197,10 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
     drop(event_tx);
     drop(report_tx);
 
-    let engine = PolicyEngine::from_config(&config)?;
     let session_config = crate::openflow::session::SessionConfig {
         echo_interval_ns: (config.openflow.echo_interval * 1e9) as u64,
         echo_timeout_ns: (config.openflow.echo_timeout * 1e9) as u64,
-        learning: learning_config(&config, &engine)?,
+        learning,
         mac_capacity: config.openflow.learning_macs,
         ..Default::default()
     };
@@ -268,30 +268,6 @@ pub fn run(mut config: Config, overrides: Overrides) -> anyhow::Result<()> {
     let _ = control_thread.join();
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Reactive learning settings when the policy uses `learn` (off otherwise), with the
-/// learning table checked to lie beyond the compiled pipeline's tables.
-pub fn learning_config(
-    config: &Config,
-    engine: &PolicyEngine,
-) -> anyhow::Result<Option<crate::openflow::learning::LearningConfig>> {
-    if !engine.uses_learn() {
-        return Ok(None);
-    }
-    let table = config.openflow.learning_table;
-    let used = engine.table_count();
-    if usize::from(table) < used {
-        anyhow::bail!(
-            "openflow.learning_table = {table} collides with the compiled pipeline, which uses tables 0..={}; choose a table of {used} or more",
-            used.saturating_sub(1)
-        );
-    }
-    Ok(Some(crate::openflow::learning::LearningConfig {
-        table_id: table,
-        idle_timeout: config.openflow.learning_idle_timeout,
-        ..Default::default()
-    }))
 }
 
 struct ControlHandler {
@@ -490,25 +466,5 @@ mod tests {
             format_unix_ms(1_795_000_000_000),
             "2026-11-18T11:06:40.000Z"
         );
-    }
-
-    #[test]
-    fn learning_is_on_only_with_learn_and_its_table_must_clear_the_pipeline() {
-        let mut config = Config::embedded().unwrap();
-        let engine = PolicyEngine::from_config(&config).unwrap();
-        assert_eq!(learning_config(&config, &engine).unwrap(), None);
-        config.policy.main = "auth >> learn".into();
-        let engine = PolicyEngine::from_config(&config).unwrap();
-        assert_eq!(engine.table_count(), 2);
-        let l = learning_config(&config, &engine).unwrap().unwrap();
-        assert_eq!((l.table_id, l.idle_timeout), (251, 60));
-        config.openflow.learning_table = 2;
-        assert_eq!(
-            learning_config(&config, &engine).unwrap().unwrap().table_id,
-            2
-        );
-        config.openflow.learning_table = 1;
-        let err = learning_config(&config, &engine).unwrap_err().to_string();
-        assert!(err.contains("collides"), "{err}");
     }
 }

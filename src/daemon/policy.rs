@@ -197,24 +197,8 @@ impl PolicyThread {
         if self.rearm.is_empty() {
             return;
         }
-        let key_text = self.engine.fsm().modules()[change.module]
-            .key
-            .fmt_key(change.key);
-        let names = self.names.clone();
-        for threshold in self.engine.undone_reactions(change) {
-            let Some(ti) = names.thresholds.iter().position(|t| t == threshold) else {
-                continue;
-            };
-            let Some(def) = names.threshold_flows[ti].and_then(|f| names.defs.get(f)) else {
-                continue;
-            };
-            let Ok(key) = def.parse_key(&key_text) else {
-                continue;
-            };
-            let r = Rearm {
-                threshold: ti as u16,
-                key,
-            };
+        for (threshold, key) in self.engine.rearms(change) {
+            let r = Rearm { threshold, key };
             for tx in &self.rearm {
                 if tx.try_send(r).is_ok() {
                     self.rearms_sent += 1;
@@ -277,9 +261,7 @@ impl PolicyThread {
         let _ = self
             .delivery
             .record(taken.saturating_sub(event.recv_ns).max(1));
-        let threshold = self.names.threshold_name(event.threshold).to_owned();
-        let key = self.names.key_text(event.flow, &event.key);
-        let outcomes = self.engine.react(&threshold, &key, taken);
+        let outcomes = self.engine.react(event.threshold, &event.key, taken);
         let mut texts = Vec::new();
         for (outcome, delta) in &outcomes {
             if let ReactionOutcome::Applied(change) = outcome {
@@ -308,9 +290,9 @@ impl PolicyThread {
         let outcome = texts.join("; ");
         tracing::info!(
             id = event.id,
-            threshold = %threshold,
+            threshold = self.names.threshold_name(event.threshold),
             flow = self.names.flow_name(event.flow),
-            key = %key,
+            key = %self.names.key_text(event.flow, &event.key),
             agent = %event.agent,
             value = event.value,
             latency_us = taken.saturating_sub(event.recv_ns) as f64 / 1e3,

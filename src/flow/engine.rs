@@ -5,20 +5,22 @@
 //! takes no lock and allocates nothing. Threshold crossings are decided here, on the
 //! estimate the sample just updated, rather than by a periodic scan.
 
-use crate::config::Config;
-use crate::flow::definition::{FlowDef, ValueKind};
+use crate::flow::definition::FlowDef;
 use crate::flow::key::FlowKey;
 use crate::flow::sample::Sample;
 use crate::flow::sketch::DecayedCountMin;
-use crate::flow::threshold::{ThresholdConfig, ThresholdState};
+use crate::flow::spec::{FlowSet, ThresholdId};
+use crate::flow::threshold::ThresholdState;
 use crate::flow::topk::TopK;
+
+pub use crate::flow::spec::EngineError;
 
 /// A threshold crossing found while observing a sample.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Detection {
-    /// Index of the threshold in the configuration.
-    pub threshold: u16,
-    /// Index of the flow (the threshold's metric) in the configuration.
+    /// The threshold that crossed.
+    pub threshold: ThresholdId,
+    /// Index of the flow (the threshold's metric) in the [`FlowSet`].
     pub flow: u16,
     pub key: FlowKey,
     /// The smoothed rate per second that crossed.
@@ -29,17 +31,9 @@ struct FlowState {
     def: FlowDef,
     sketch: DecayedCountMin,
     top: TopK,
-    /// (index in the configuration, state, samples of evidence needed).
-    thresholds: Vec<(u16, ThresholdState, f64)>,
+    /// (threshold, state, samples of evidence needed).
+    thresholds: Vec<(ThresholdId, ThresholdState, f64)>,
     tau_secs: f64,
-}
-
-/// Why an engine could not be built from a configuration.
-#[derive(Debug, thiserror::Error)]
-#[error("flow `{flow}`: {message}")]
-pub struct EngineError {
-    pub flow: String,
-    pub message: String,
 }
 
 /// All flows of one worker.
@@ -54,70 +48,31 @@ pub struct TopSnapshot {
     pub top: Vec<(FlowKey, f64)>,
 }
 
-/// Parses the configuration's flow definitions (shared by the engine and by queries that
-/// format keys).
-pub fn flow_defs(config: &Config) -> Result<Vec<FlowDef>, EngineError> {
-    config
-        .flows
-        .iter()
-        .map(|f| {
-            let value = match f.value.as_str() {
-                "frames" => ValueKind::Frames,
-                "bytes" => ValueKind::Bytes,
-                other => {
-                    return Err(EngineError {
-                        flow: f.name.clone(),
-                        message: format!("value `{other}` is not frames or bytes"),
-                    })
-                }
-            };
-            FlowDef::new(&f.name, &f.keys, value, f.filter.as_deref(), f.t).map_err(|e| {
-                EngineError {
-                    flow: f.name.clone(),
-                    message: e.to_string(),
-                }
-            })
-        })
-        .collect()
-}
-
 impl FlowEngine {
-    /// Builds every flow and threshold of `config`, with memory fixed from here on.
-    pub fn new(config: &Config) -> Result<FlowEngine, EngineError> {
-        let defs = flow_defs(config)?;
-        let mut flows = Vec::with_capacity(defs.len());
-        for (def, fc) in defs.into_iter().zip(&config.flows) {
-            let err = |message: String| EngineError {
-                flow: fc.name.clone(),
-                message,
-            };
-            let sketch = DecayedCountMin::new(fc.sketch_width, fc.sketch_depth, fc.t)
-                .map_err(|e| err(e.to_string()))?;
+    /// Builds every flow and threshold of `set`, with memory fixed from here on.
+    pub fn new(set: &FlowSet) -> Result<FlowEngine, EngineError> {
+        let mut flows = Vec::with_capacity(set.flows.len());
+        for f in &set.flows {
+            let sketch =
+                DecayedCountMin::new(f.sketch_width, f.sketch_depth, f.def.t).map_err(|e| {
+                    EngineError {
+                        flow: f.def.name.clone(),
+                        message: e.to_string(),
+                    }
+                })?;
             flows.push(FlowState {
-                def,
+                def: f.def.clone(),
                 sketch,
-                top: TopK::new(fc.top, fc.t),
+                top: TopK::new(f.top, f.def.t),
                 thresholds: Vec::new(),
-                tau_secs: fc.t,
+                tau_secs: f.def.t,
             });
         }
-        for (ti, t) in config.thresholds.iter().enumerate() {
-            let Some(fi) = config.flows.iter().position(|f| f.name == t.metric) else {
-                return Err(EngineError {
-                    flow: t.metric.clone(),
-                    message: format!("threshold `{}` names no such flow", t.name),
-                });
-            };
-            let tau = config.flows[fi].t;
-            let cfg = ThresholdConfig {
-                value: t.value,
-                by_flow: t.by_flow,
-                timeout_ns: (t.timeout * 1e9) as u64,
-                capacity: t.capacity,
-            };
-            flows[fi]
-                .thresholds
-                .push((ti as u16, ThresholdState::new(cfg, tau), t.min_samples));
+        for (ti, t) in set.thresholds.iter().enumerate() {
+            let flow = &mut flows[t.flow];
+            let state = ThresholdState::new(t.config, flow.tau_secs);
+            flow.thresholds
+                .push((ThresholdId(ti as u16), state, t.min_samples));
         }
         Ok(FlowEngine { flows })
     }
@@ -155,9 +110,9 @@ impl FlowEngine {
         }
     }
 
-    /// Re-arms threshold `threshold` (its index in the configuration) for `key`; false if
-    /// the key was armed already or the threshold is not per key.
-    pub fn rearm(&mut self, threshold: u16, key: &FlowKey) -> bool {
+    /// Re-arms `threshold` for `key`; false if the key was armed already or the threshold
+    /// is not per key.
+    pub fn rearm(&mut self, threshold: ThresholdId, key: &FlowKey) -> bool {
         let hash = key.hash64();
         self.flows
             .iter_mut()
@@ -209,16 +164,16 @@ impl FlowEngine {
 mod tests {
     use super::*;
     use crate::flow::sample::testing::icmp_sample;
+    use crate::flow::spec::{FlowSpec, ThresholdSpec};
 
     const MS: u64 = 1_000_000;
 
     fn engine(min_samples: f64) -> FlowEngine {
-        let text = format!(
-            "[[flow]]\nname = \"ddos\"\nkeys = \"ipsource\"\nvalue = \"frames\"\nt = 0.5\n\
-             [[threshold]]\nname = \"ddos\"\nmetric = \"ddos\"\nvalue = 100.0\n\
-             min_samples = {min_samples}\n"
-        );
-        FlowEngine::new(&Config::from_toml(&text, "test").unwrap()).unwrap()
+        let mut flow = FlowSpec::new("ddos", "ipsource");
+        flow.t = 0.5;
+        let mut threshold = ThresholdSpec::new("ddos", "ddos", 100.0);
+        threshold.min_samples = min_samples;
+        FlowEngine::new(&FlowSet::new(&[flow], &[threshold]).unwrap()).unwrap()
     }
 
     /// Feeds `n` samples 1 ms apart at 1-in-`rate` sampling; returns the detections.
@@ -268,7 +223,7 @@ mod tests {
             fired
         };
         assert_eq!(flood(&mut e, 1000), 1);
-        assert!(e.rearm(0, &key));
+        assert!(e.rearm(ThresholdId(0), &key));
         // A late sample of the same flood: the rate is still above, so no second event.
         e.observe(&s, 2000 * MS, &mut |_| panic!("stale evidence fired"));
         // 3 s later the rate has decayed below 100/s, well inside the 10 s timeout: a new
@@ -277,7 +232,7 @@ mod tests {
         // The waiver is spent: the key is disarmed again with the normal timeout, also when
         // the first sample after the re-arm is already above (re-armed and fired in place).
         assert_eq!(flood(&mut e, 9000), 0);
-        assert!(e.rearm(0, &key));
+        assert!(e.rearm(ThresholdId(0), &key));
         let mut heavy = s;
         heavy.sampling_rate = 100;
         let mut fired = 0;
@@ -288,16 +243,8 @@ mod tests {
         e.observe(&heavy, 15_000 * MS, &mut |_| fired += 1);
         assert_eq!(fired, 1);
         assert!(
-            !e.rearm(0, &FlowKey::EMPTY),
+            !e.rearm(ThresholdId(0), &FlowKey::EMPTY),
             "an armed key has nothing to re-arm"
         );
-    }
-
-    #[test]
-    fn min_samples_out_of_range_is_refused() {
-        let text = "[[flow]]\nname = \"f\"\nkeys = \"ipsource\"\n[[threshold]]\nname = \"f\"\n\
-                    metric = \"f\"\nvalue = 1.0\nmin_samples = -1.0\n";
-        let e = Config::from_toml(text, "test").unwrap_err().to_string();
-        assert!(e.contains("min_samples"), "{e}");
     }
 }

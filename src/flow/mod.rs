@@ -7,5 +7,8 @@ pub mod filter;
 pub mod key;
 pub mod sample;
 pub mod sketch;
+pub mod spec;
 pub mod threshold;
 pub mod topk;
+
+pub use spec::{FlowSet, FlowSpec, ThresholdId, ThresholdSpec};

@@ -214,9 +214,8 @@ pub struct DecayedCountMin {
 }
 
 impl DecayedCountMin {
-    /// Builds a sketch of `depth` rows of `width` counters (rounded up to a power of two, at
-    /// least [`MIN_WIDTH`]) with smoothing time `tau_secs`.
-    pub fn new(width: usize, depth: usize, tau_secs: f64) -> Result<Self, SketchError> {
+    /// Checks the parameters [`DecayedCountMin::new`] takes, without allocating.
+    pub fn check(width: usize, depth: usize, tau_secs: f64) -> Result<(), SketchError> {
         if width == 0 || width > MAX_WIDTH {
             return Err(SketchError::Width);
         }
@@ -226,6 +225,13 @@ impl DecayedCountMin {
         if !(MIN_TAU_SECS..=MAX_TAU_SECS).contains(&tau_secs) {
             return Err(SketchError::Tau);
         }
+        Ok(())
+    }
+
+    /// Builds a sketch of `depth` rows of `width` counters (rounded up to a power of two, at
+    /// least [`MIN_WIDTH`]) with smoothing time `tau_secs`.
+    pub fn new(width: usize, depth: usize, tau_secs: f64) -> Result<Self, SketchError> {
+        Self::check(width, depth, tau_secs)?;
         let width = width.next_power_of_two().max(MIN_WIDTH);
         Ok(Self {
             counters: vec![0.0; width * depth],

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 use super::ast::{ModuleId, Policy, Pred};
 use super::field::{Field, Match, Out, Packet};
+use super::key::ModuleKey;
 
 /// Above this many rules, shadowed-rule elimination (quadratic) is skipped.
 const OPTIMIZE_LIMIT: usize = 400;
@@ -426,17 +427,17 @@ pub fn of_policy(policy: &Policy, module: &mut dyn FnMut(ModuleId) -> Classifier
 /// to the instance's key) for every instance not in the initial state, in the order given,
 /// then the initial state's classifier for everything else.
 pub fn dispatch(
-    field: Field,
+    key: &ModuleKey,
     per_state: &[Classifier],
     initial: usize,
     instances: &[(u128, usize)],
 ) -> Classifier {
     let mut rules = Vec::new();
-    for &(key, state) in instances {
+    for &(instance, state) in instances {
         let Some(c) = per_state.get(state) else {
             continue;
         };
-        let kp = Pattern::single(field, Match::exact(field, key));
+        let kp = key.pattern(instance);
         for (p, a) in &c.rules {
             if let Some(q) = p.intersect(&kp) {
                 let done = q == kp;

@@ -20,8 +20,9 @@ use thiserror::Error;
 
 use super::ast::{ModuleId, Policy};
 use super::classifier::{dispatch, of_policy, ActionSet, Classifier, Mods, Pattern};
-use super::field::{Field, Match, Out, Packet};
+use super::field::{Field, Out, Packet};
 use super::fsm::{Change, FsmTable, StateId};
+use super::key::ModuleKey;
 
 /// Most module tables in front of the last one.
 pub const MAX_MODULE_TABLES: usize = 250;
@@ -164,7 +165,7 @@ pub enum CompileError {
 }
 
 struct ModInfo {
-    field: Field,
+    key: ModuleKey,
     initial: StateId,
     per_state: Vec<Classifier>,
 }
@@ -221,7 +222,7 @@ impl Compiler {
         let mods: Vec<ModInfo> = defs
             .iter()
             .map(|d| ModInfo {
-                field: d.field,
+                key: d.key.clone(),
                 initial: d.initial_id(),
                 per_state: d
                     .policies
@@ -386,7 +387,7 @@ impl Compiler {
         if state == info.initial {
             return;
         }
-        let kp = Pattern::single(info.field, Match::exact(info.field, key));
+        let kp = info.key.pattern(key);
         for (prio, p, a) in blocks.get(state).into_iter().flatten() {
             if let Some(q) = p.intersect(&kp) {
                 let done = q == kp;
@@ -409,7 +410,7 @@ impl Compiler {
             let mut inst: Vec<(u128, StateId)> =
                 self.states[m].iter().map(|(&k, &s)| (k, s)).collect();
             inst.sort_unstable();
-            dispatch(info.field, &info.per_state, info.initial, &inst)
+            dispatch(&info.key, &info.per_state, info.initial, &inst)
         });
         let n = c.rules.len();
         if n > TOP as usize + 1 {

@@ -1,17 +1,25 @@
 //! The policy engine as the policy thread runs it: FSM modules, the compiled pipeline,
-//! threshold reactions and assertions, built from the configuration. Sans-IO: every
+//! threshold reactions and assertions, built from a [`PolicySpec`]. Sans-IO: every
 //! operation takes `now_ns` and returns the state change and the rule delta it caused.
+//!
+//! Reactions take a crossing as it left the detector: the threshold's id and the whole
+//! flow key. Each reaction's [`Projection`] of that flow's key onto its module's key is
+//! fixed (and checked) when the engine is built, and re-arms lift module keys back through
+//! the same projection; keys become text only for people (dry runs, listings, journal).
 //!
 //! The policy thread is the single writer of this state; everything else reaches it through
 //! channels.
 
 use std::collections::BTreeSet;
 
-use crate::config::Config;
+use crate::flow::key::FlowKey;
+use crate::flow::ThresholdId;
 
 use super::compile::{run_pipeline, Compiler, Delta, Rule};
 use super::field::{Field, Match, Packet};
 use super::fsm::{Change, Event, FsmError, FsmSnapshot, FsmTable, KeyKind, ModuleDef, StateId};
+use super::key::{field_of_flow_key, ModuleKey, Projection};
+use super::spec::{ModuleSpec, PolicySpec};
 use super::{parse_policy, ModuleId, Policy};
 
 /// Why a configuration's policy part cannot be used.
@@ -32,7 +40,9 @@ pub enum PolicyConfigError {
 }
 
 struct Reaction {
-    threshold: String,
+    threshold: ThresholdId,
+    /// The threshold's flow key onto the module's key.
+    projection: Projection,
     module: ModuleId,
     state: StateId,
     hold_ns: Option<u64>,
@@ -63,7 +73,8 @@ pub enum ReactionOutcome {
         key: String,
         state: String,
     },
-    /// The key does not fit the module (e.g. an IPv6 source for an IPv4 module).
+    /// The key does not fit the module (a crossing key shorter than its flow's, or a
+    /// transition the module refuses).
     BadKey(String),
 }
 
@@ -96,61 +107,95 @@ pub struct PolicyEngine {
     assertions: Vec<Assertion>,
 }
 
-fn key_kind(text: &str) -> Option<KeyKind> {
-    Some(match text {
-        "ipv4" => KeyKind::Ipv4Host,
-        "ipv6" => KeyKind::Ipv6Host,
-        "mac" => KeyKind::Mac,
-        "port" => KeyKind::Port,
-        _ => return None,
-    })
+/// The key of a module as stated: a kind with an optional field, or a list of fields
+/// (sFlow-RT names such as `ipdestination`, or policy names such as `ip_dst`).
+fn module_key(m: &ModuleSpec) -> Result<ModuleKey, String> {
+    let field = match &m.field {
+        Some(f) => Some(Field::from_name(f).ok_or_else(|| format!("unknown field `{f}`"))?),
+        None => None,
+    };
+    if let Some(kind) = KeyKind::from_name(m.key.trim()) {
+        let field = field.unwrap_or(kind.default_field());
+        if !kind.fits(field) {
+            let what = ModuleKey::single(kind.default_field()).describe();
+            return Err(format!("field {field} cannot hold a {what}"));
+        }
+        return Ok(ModuleKey::single(field));
+    }
+    let fields = m
+        .key
+        .split(',')
+        .map(str::trim)
+        .map(|name| {
+            Field::from_name(name)
+                .or_else(|| {
+                    crate::flow::field::KeyField::from_name(name).and_then(field_of_flow_key)
+                })
+                .ok_or(name)
+        })
+        .collect::<Result<Vec<Field>, &str>>()
+        .map_err(|bad| {
+            format!(
+                "key `{}` is not ipv4, ipv6, mac or port, nor a comma list of fields \
+                 (`{bad}` is not a field)",
+                m.key
+            )
+        })?;
+    if m.field.is_some() {
+        return Err(
+            "`field` goes with a key kind (ipv4, ipv6, mac, port), not a field list".into(),
+        );
+    }
+    ModuleKey::tuple(fields)
 }
 
 impl PolicyEngine {
-    /// Builds modules, the main policy, reactions and assertions from `config`.
-    pub fn from_config(config: &Config) -> Result<PolicyEngine, PolicyConfigError> {
+    /// Builds modules, the main policy, reactions (each bound to the projection of its
+    /// threshold's flow key onto its module's key) and assertions from `spec`.
+    pub fn new(spec: &PolicySpec) -> Result<PolicyEngine, PolicyConfigError> {
         let mut defs = Vec::new();
-        for m in &config.modules {
+        for m in &spec.modules {
             let err = |message: String| PolicyConfigError::Module {
                 module: m.name.clone(),
                 message,
             };
-            let kind = key_kind(&m.key)
-                .ok_or_else(|| err(format!("key `{}` is not ipv4, ipv6, mac or port", m.key)))?;
-            let field = match &m.field {
-                Some(f) => {
-                    Some(Field::from_name(f).ok_or_else(|| err(format!("unknown field `{f}`")))?)
-                }
-                None => None,
-            };
+            let key = module_key(m).map_err(err)?;
             let states: Vec<(&str, &str)> = m
                 .states
                 .iter()
                 .map(|(s, p)| (s.as_str(), p.as_str()))
                 .collect();
-            defs.push(ModuleDef::from_text(
+            defs.push(ModuleDef::with_key(
                 &m.name,
-                kind,
-                field,
+                key,
                 &m.initial,
                 m.transitions.clone(),
                 &states,
             )?);
         }
         let fsm = FsmTable::new(defs)?;
-        let main = parse_policy(&config.policy.main, &|name| fsm.module_id(name))
+        let main = parse_policy(&spec.main, &|name| fsm.module_id(name))
             .map_err(PolicyConfigError::Main)?;
         let compiler = Compiler::new(&main, &fsm)?;
         let mut reactions = Vec::new();
-        for r in &config.reactions {
+        for r in &spec.reactions {
             let err = |message: String| PolicyConfigError::Reaction {
                 threshold: r.threshold.clone(),
                 message,
             };
+            let (threshold, flow_fields) = spec
+                .thresholds
+                .iter()
+                .enumerate()
+                .find(|(_, t)| t.name == r.threshold)
+                .map(|(i, t)| (ThresholdId(i as u16), &t.fields))
+                .ok_or_else(|| err("no such threshold".into()))?;
             let module = fsm
                 .module_id(&r.module)
                 .ok_or_else(|| err(format!("unknown module `{}`", r.module)))?;
             let def = &fsm.modules()[module];
+            let projection = Projection::new(flow_fields, &def.key)
+                .map_err(|e| err(format!("module `{}`: {e}", def.name)))?;
             let state_of = |s: &str| {
                 def.state_id(s)
                     .ok_or_else(|| err(format!("module `{}` has no state `{s}`", def.name)))
@@ -161,23 +206,24 @@ impl PolicyEngine {
                 .whitelist
                 .iter()
                 .map(|w| {
-                    def.field
+                    def.key
                         .parse_match(w)
                         .map_err(|e| err(format!("whitelist `{w}`: {e}")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             reactions.push(Reaction {
-                threshold: r.threshold.clone(),
+                threshold,
+                projection,
                 module,
                 state,
-                hold_ns: r.hold.map(|h| (h * 1e9) as u64),
+                hold_ns: r.hold_s.map(|h| (h * 1e9) as u64),
                 then,
                 whitelist,
                 dry_run: r.dry_run,
             });
         }
         let mut assertions = Vec::new();
-        for a in &config.assertions {
+        for a in &spec.assertions {
             let err = |message: String| PolicyConfigError::Assertion {
                 name: a.name.clone(),
                 message,
@@ -218,25 +264,33 @@ impl PolicyEngine {
         Ok((change, delta))
     }
 
-    /// Thresholds whose reactions `change` undid: the instance left the state a reaction
-    /// put it in, so the detector should watch that key afresh.
-    pub fn undone_reactions(&self, change: &Change) -> Vec<&str> {
-        self.reactions
-            .iter()
-            .filter(|r| r.module == change.module && change.from == r.state && change.to != r.state)
-            .map(|r| r.threshold.as_str())
-            .collect()
+    /// Re-arms `change` calls for: for every reaction it undid (the instance left the
+    /// state a reaction put it in), the threshold and the flow key the instance's key lifts
+    /// back to, so the detector watches that key afresh. A reaction whose module key does
+    /// not hold every field of its flow's key names no single flow key and re-arms nothing.
+    pub fn rearms(&self, change: &Change) -> Vec<(ThresholdId, FlowKey)> {
+        let mut out: Vec<(ThresholdId, FlowKey)> = Vec::new();
+        for r in &self.reactions {
+            if r.module != change.module || change.from != r.state || change.to == r.state {
+                continue;
+            }
+            if let Some(key) = r.projection.lift(change.key) {
+                if !out.contains(&(r.threshold, key)) {
+                    out.push((r.threshold, key));
+                }
+            }
+        }
+        out
     }
 
-    /// Runs the reactions configured for `threshold` on the event's key (the first field of
-    /// the flow key, as text).
+    /// Runs the reactions bound to `threshold` on the crossing's flow `key`, each on the
+    /// key's projection onto its module's key.
     pub fn react(
         &mut self,
-        threshold: &str,
-        key_text: &str,
+        threshold: ThresholdId,
+        flow_key: &FlowKey,
         now_ns: u64,
     ) -> Vec<(ReactionOutcome, Delta)> {
-        let key_text = key_text.split(',').next().unwrap_or("").trim();
         let mut out = Vec::new();
         for i in 0..self.reactions.len() {
             let r = &self.reactions[i];
@@ -244,9 +298,9 @@ impl PolicyEngine {
                 continue;
             }
             let def = &self.fsm.modules()[r.module];
-            let Some(key) = def.key.parse_key(key_text) else {
+            let Some(key) = r.projection.project(flow_key) else {
                 out.push((
-                    ReactionOutcome::BadKey(key_text.to_owned()),
+                    ReactionOutcome::BadKey(format!("{flow_key:?}")),
                     Delta::default(),
                 ));
                 continue;
@@ -259,7 +313,7 @@ impl PolicyEngine {
                 out.push((
                     ReactionOutcome::DryRun {
                         module: def.name.clone(),
-                        key: key_text.to_owned(),
+                        key: def.key.fmt_key(key),
                         state: def.states[r.state].clone(),
                     },
                     Delta::default(),
@@ -413,10 +467,10 @@ impl PolicyEngine {
                 .take(1000)
                 .collect();
             if a.state == def.initial_id() {
-                keys.insert(fresh_key(def.key, &self.fsm, a.module));
+                keys.insert(fresh_key(&def.key, &self.fsm, a.module));
             }
             'keys: for key in keys {
-                for pkt in probes(def.field, key, &rules) {
+                for pkt in probes(&def.key, key, &rules) {
                     let outs: Vec<String> = run_pipeline(&rules, &rate, &pkt)
                         .into_iter()
                         .filter_map(|p| p.out.map(|o| o.to_string()))
@@ -438,23 +492,37 @@ impl PolicyEngine {
     }
 }
 
-/// A key not used by any instance of module `m`.
-fn fresh_key(kind: KeyKind, fsm: &FsmTable, m: ModuleId) -> u128 {
-    let base: u128 = match kind {
-        KeyKind::Ipv4Host => 0xC633_6477, // 198.51.100.119 (documentation range)
-        KeyKind::Ipv6Host => 0x2001_0db8_u128 << 96 | 0x77,
-        KeyKind::Mac => 0x0200_0000_0077,
-        KeyKind::Port => 0xfff0,
+/// A key not used by any instance of module `m`: documentation-range values, the last
+/// field counting up.
+fn fresh_key(key: &ModuleKey, fsm: &FsmTable, m: ModuleId) -> u128 {
+    let base_of = |f: Field| -> u128 {
+        match f {
+            Field::Ipv4Src | Field::Ipv4Dst => 0xC633_6477, // 198.51.100.119
+            Field::Ipv6Src | Field::Ipv6Dst => 0x2001_0db8_u128 << 96 | 0x77,
+            Field::EthSrc | Field::EthDst => 0x0200_0000_0077,
+            Field::InPort => 0xfff0,
+            _ => 0x77,
+        }
+    };
+    let last = key.fields().len().saturating_sub(1);
+    let at = |i: u128| {
+        key.pack(key.fields().iter().enumerate().map(|(j, &f)| {
+            if j == last {
+                base_of(f) + i
+            } else {
+                base_of(f)
+            }
+        }))
     };
     (0..1000u128)
-        .map(|i| base + i)
+        .map(at)
         .find(|k| fsm.state_id(m, *k) == fsm.modules()[m].initial_id())
-        .unwrap_or(base)
+        .unwrap_or(at(0))
 }
 
 /// Probe packets for a key: the shapes of traffic a host sends (ICMP, TCP, UDP, over the
 /// ports and addresses the rules mention).
-fn probes(field: Field, key: u128, rules: &[Rule]) -> Vec<Packet> {
+fn probes(module_key: &ModuleKey, key: u128, rules: &[Rule]) -> Vec<Packet> {
     let mut in_ports: BTreeSet<u128> = [1u128, 2, 3].into_iter().collect();
     let mut dsts: BTreeSet<u128> = [0x0a00_0002u128].into_iter().collect();
     for r in rules {
@@ -470,7 +538,10 @@ fn probes(field: Field, key: u128, rules: &[Rule]) -> Vec<Packet> {
             }
         }
     }
-    let v6 = matches!(field, Field::Ipv6Src | Field::Ipv6Dst);
+    let v6 = module_key
+        .fields()
+        .iter()
+        .any(|f| matches!(f, Field::Ipv6Src | Field::Ipv6Dst));
     let mut out = Vec::new();
     for &port in in_ports.iter().take(16) {
         for &dst in dsts.iter().take(16) {
@@ -497,7 +568,10 @@ fn probes(field: Field, key: u128, rules: &[Rule]) -> Vec<Packet> {
                     None => p = p.with(Field::IcmpType, 8),
                 }
                 // The instance key goes last so it wins over the defaults above.
-                out.push(p.with(field, key));
+                for (f, v) in module_key.values(key) {
+                    p = p.with(f, v);
+                }
+                out.push(p);
             }
         }
     }
@@ -525,9 +599,63 @@ fn describe(p: &Packet) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::field::KeyField;
+    use crate::policy::spec::{AssertionSpec, ReactionSpec, ThresholdKey};
+
+    /// The embedded default configuration's policy part.
+    fn default_spec() -> PolicySpec {
+        PolicySpec {
+            modules: vec![ModuleSpec {
+                name: "auth".into(),
+                key: "ipv4".into(),
+                field: None,
+                initial: "clear".into(),
+                transitions: None,
+                states: vec![
+                    ("authenticated".into(), "identity".into()),
+                    (
+                        "clear".into(),
+                        "if_(match(eth_type=0x0800), drop, identity)".into(),
+                    ),
+                ],
+            }],
+            main: "auth >> normal".into(),
+            thresholds: vec![ThresholdKey {
+                name: "ddos".into(),
+                fields: vec![KeyField::IpSource],
+            }],
+            reactions: vec![ReactionSpec {
+                threshold: "ddos".into(),
+                module: "auth".into(),
+                state: "clear".into(),
+                hold_s: None,
+                then: None,
+                whitelist: vec![],
+                dry_run: false,
+            }],
+            assertions: vec![AssertionSpec {
+                name: "cleared hosts are cut off".into(),
+                module: "auth".into(),
+                state: "clear".into(),
+                forwards: false,
+            }],
+        }
+    }
 
     fn engine() -> PolicyEngine {
-        PolicyEngine::from_config(&Config::embedded().unwrap()).unwrap()
+        PolicyEngine::new(&default_spec()).unwrap()
+    }
+
+    const DDOS: ThresholdId = ThresholdId(0);
+
+    /// A flow key of IPv4 addresses, in key order.
+    fn ips(addrs: &[&str]) -> FlowKey {
+        let mut key = FlowKey::EMPTY;
+        for a in addrs {
+            let a: std::net::Ipv4Addr = a.parse().unwrap();
+            assert!(key.push(&a.octets()));
+        }
+        key
     }
 
     fn ev(key: &str, state: &str) -> Event {
@@ -550,9 +678,9 @@ mod tests {
 
     #[test]
     fn auth_then_learn_is_reactive_and_keeps_the_assertion() {
-        let mut config = Config::embedded().unwrap();
-        config.policy.main = "auth >> learn".into();
-        let mut e = PolicyEngine::from_config(&config).unwrap();
+        let mut spec = default_spec();
+        spec.main = "auth >> learn".into();
+        let mut e = PolicyEngine::new(&spec).unwrap();
         assert!(e.uses_learn() && !engine().uses_learn());
         assert_eq!(e.table_count(), 2);
         assert!(e.check().is_empty(), "{:?}", e.check());
@@ -592,18 +720,120 @@ mod tests {
     fn a_threshold_reaction_clears_the_source_and_removes_its_rules() {
         let mut e = engine();
         let (_, added) = e.apply_event(&ev("10.0.0.1", "authenticated"), 0).unwrap();
-        let outcomes = e.react("ddos", "10.0.0.1", 5);
+        let outcomes = e.react(DDOS, &ips(&["10.0.0.1"]), 5);
         assert_eq!(outcomes.len(), 1);
         assert!(matches!(outcomes[0].0, ReactionOutcome::Applied(_)));
         let removed = &outcomes[0].1.removed;
         assert_eq!(removed.len(), added.added.len());
         assert_eq!(e.state("auth", "10.0.0.1").unwrap(), "clear");
-        // Other thresholds do nothing; bad keys are reported.
-        assert!(e.react("other", "10.0.0.1", 6).is_empty());
+        // Other thresholds do nothing; keys shorter than the flow's are reported.
+        assert!(e.react(ThresholdId(1), &ips(&["10.0.0.1"]), 6).is_empty());
         assert!(matches!(
-            e.react("ddos", "not-an-ip", 7)[0].0,
+            e.react(DDOS, &FlowKey::EMPTY, 7)[0].0,
             ReactionOutcome::BadKey(_)
         ));
+    }
+
+    /// The defect the typed crossing fixes: the text path took the flow key's first field,
+    /// so a flow keyed `ipdestination,ipsource` cleared the victim, not the source.
+    #[test]
+    fn a_reaction_takes_the_module_field_wherever_the_flow_key_has_it() {
+        let mut spec = default_spec();
+        spec.thresholds[0].fields = vec![KeyField::IpDestination, KeyField::IpSource];
+        let mut e = PolicyEngine::new(&spec).unwrap();
+        for h in ["10.0.0.1", "10.0.0.2"] {
+            let _ = e.apply_event(&ev(h, "authenticated"), 0).unwrap();
+        }
+        // Destination 10.0.0.2 (the victim), source 10.0.0.1 (the flooder).
+        let outcomes = e.react(DDOS, &ips(&["10.0.0.2", "10.0.0.1"]), 5);
+        assert!(matches!(outcomes[0].0, ReactionOutcome::Applied(_)));
+        assert_eq!(e.state("auth", "10.0.0.1").unwrap(), "clear");
+        assert_eq!(e.state("auth", "10.0.0.2").unwrap(), "authenticated");
+    }
+
+    #[test]
+    fn a_reaction_on_a_module_key_the_flow_lacks_is_refused_at_build() {
+        let mut spec = default_spec();
+        spec.thresholds[0].fields = vec![KeyField::IpDestination, KeyField::UdpSourcePort];
+        let err = PolicyEngine::new(&spec).err().unwrap().to_string();
+        assert_eq!(
+            err,
+            "reaction on `ddos`: module `auth`: the module's key field ip_src is not among \
+             the flow's key fields (ipdestination,udpsourceport)"
+        );
+        spec.thresholds.clear();
+        let err = PolicyEngine::new(&spec).err().unwrap().to_string();
+        assert_eq!(err, "reaction on `ddos`: no such threshold");
+    }
+
+    #[test]
+    fn a_tuple_keyed_module_compiles_to_rules_matching_every_field() {
+        let mut spec = default_spec();
+        spec.modules[0].key = "ipdestination,udp_src".into();
+        spec.modules[0].initial = "authenticated".into();
+        spec.thresholds[0].fields = vec![
+            KeyField::IpSource,
+            KeyField::UdpSourcePort,
+            KeyField::IpDestination,
+        ];
+        let mut e = PolicyEngine::new(&spec).unwrap();
+        assert_eq!(e.fsm().modules()[0].key.to_string(), "ip_dst,udp_src");
+        let mut key = ips(&["10.0.0.1"]);
+        assert!(key.push(&53u16.to_be_bytes()));
+        assert!(key.push(&[10, 0, 0, 2]));
+        let outcomes = e.react(DDOS, &key, 5);
+        let ReactionOutcome::Applied(change) = outcomes[0].0 else {
+            panic!("{outcomes:?}");
+        };
+        assert_eq!(e.state("auth", "10.0.0.2,53").unwrap(), "clear");
+        assert_eq!(e.state("auth", "10.0.0.2,54").unwrap(), "authenticated");
+        let added = &outcomes[0].1.added;
+        assert!(!added.is_empty());
+        for rule in added {
+            let tests = rule.pattern.tests();
+            assert!(tests.contains(&(Field::Ipv4Dst, Match::exact(Field::Ipv4Dst, 0x0a00_0002))));
+            assert!(tests.contains(&(Field::UdpSrc, Match::exact(Field::UdpSrc, 53))));
+        }
+        // The assertion holds for the tuple instance too.
+        assert!(e.check().is_empty(), "{:?}", e.check());
+        // The module key lacks the flow's ipsource: no single flow key to re-arm.
+        let mut back = change;
+        (back.from, back.to) = (change.to, change.from);
+        assert!(e.rearms(&back).is_empty());
+        // Control input in the comma form reaches the same instance.
+        let (c, _) = e
+            .apply_event(&ev("10.0.0.2, 53", "authenticated"), 6)
+            .unwrap();
+        assert_eq!(c.map(|c| c.key), Some(change.key));
+    }
+
+    #[test]
+    fn a_rearm_lifts_the_module_key_back_through_the_projection() {
+        let mut e = engine();
+        let _ = e.apply_event(&ev("10.0.0.1", "authenticated"), 0).unwrap();
+        let outcomes = e.react(DDOS, &ips(&["10.0.0.1"]), 5);
+        let ReactionOutcome::Applied(cleared) = outcomes[0].0 else {
+            panic!("{outcomes:?}");
+        };
+        // Clearing it again undoes nothing; letting it back in re-arms ddos for its key.
+        assert!(e.rearms(&cleared).is_empty());
+        let (back, _) = e.apply_event(&ev("10.0.0.1", "authenticated"), 6).unwrap();
+        assert_eq!(e.rearms(&back.unwrap()), vec![(DDOS, ips(&["10.0.0.1"]))]);
+        // A tuple module key covering the whole flow key lifts back in the flow's order.
+        let mut spec = default_spec();
+        spec.modules[0].key = "ipsource,ipdestination".into();
+        spec.thresholds[0].fields = vec![KeyField::IpDestination, KeyField::IpSource];
+        let mut e = PolicyEngine::new(&spec).unwrap();
+        let flow_key = ips(&["10.0.0.2", "10.0.0.1"]);
+        let _ = e
+            .apply_event(&ev("10.0.0.1,10.0.0.2", "authenticated"), 0)
+            .unwrap();
+        let _ = e.react(DDOS, &flow_key, 5);
+        assert_eq!(e.state("auth", "10.0.0.1,10.0.0.2").unwrap(), "clear");
+        let (back, _) = e
+            .apply_event(&ev("10.0.0.1,10.0.0.2", "authenticated"), 6)
+            .unwrap();
+        assert_eq!(e.rearms(&back.unwrap()), vec![(DDOS, flow_key)]);
     }
 
     #[test]
@@ -628,30 +858,28 @@ mod tests {
 
     #[test]
     fn a_held_reaction_expires_back_to_the_previous_state() {
-        let mut cfg = Config::embedded().unwrap();
-        cfg.reactions[0].hold = Some(2.0);
-        cfg.reactions[0].whitelist = vec!["10.0.0.3/32".into()];
-        let mut e = PolicyEngine::from_config(&cfg).unwrap();
+        let mut spec = default_spec();
+        spec.reactions[0].hold_s = Some(2.0);
+        spec.reactions[0].whitelist = vec!["10.0.0.3/32".into()];
+        let mut e = PolicyEngine::new(&spec).unwrap();
         let _ = e.apply_event(&ev("10.0.0.1", "authenticated"), 0).unwrap();
-        let _ = e.react("ddos", "10.0.0.1", 1_000_000_000);
+        let _ = e.react(DDOS, &ips(&["10.0.0.1"]), 1_000_000_000);
         assert_eq!(e.poll_timeout(), Some(3_000_000_000));
         assert!(e.expire(2_999_999_999).is_empty());
         let back = e.expire(3_000_000_000);
         assert_eq!(back.len(), 1);
         assert_eq!(e.state("auth", "10.0.0.1").unwrap(), "authenticated");
         assert!(matches!(
-            e.react("ddos", "10.0.0.3", 4)[0].0,
+            e.react(DDOS, &ips(&["10.0.0.3"]), 4)[0].0,
             ReactionOutcome::Whitelisted
         ));
     }
 
     #[test]
     fn a_policy_that_forwards_cleared_hosts_is_caught_with_a_counterexample() {
-        let mut cfg = Config::embedded().unwrap();
-        cfg.modules[0]
-            .states
-            .insert("clear".into(), "identity".into());
-        let e = PolicyEngine::from_config(&cfg).unwrap();
+        let mut spec = default_spec();
+        spec.modules[0].states[1].1 = "identity".into();
+        let e = PolicyEngine::new(&spec).unwrap();
         let v = e.check();
         assert_eq!(v.len(), 1, "{v:?}");
         assert!(v[0].packet.contains("ip_src="), "{}", v[0].packet);

@@ -87,7 +87,7 @@ fn eval_into(
             let Some(def) = modules.get(*m) else {
                 return;
             };
-            let s = match pkt.get(def.field) {
+            let s = match def.key.of_packet(pkt) {
                 Some(key) => state(*m, key),
                 None => def.initial_id(),
             };
@@ -102,14 +102,13 @@ fn eval_into(
 mod tests {
     use super::*;
     use crate::policy::field::{Field, Match};
-    use crate::policy::fsm::KeyKind;
+    use crate::policy::key::ModuleKey;
     use crate::policy::parse::parse_policy;
 
     fn auth() -> ModuleDef {
         ModuleDef {
             name: "auth".into(),
-            key: KeyKind::Ipv4Host,
-            field: Field::Ipv4Src,
+            key: ModuleKey::single(Field::Ipv4Src),
             states: vec!["authenticated".into(), "clear".into(), "limited".into()],
             initial: "authenticated".into(),
             transitions: None,

@@ -14,6 +14,7 @@ use thiserror::Error;
 
 use super::ast::{ModuleId, Policy};
 use super::field::Field;
+use super::key::ModuleKey;
 use super::parse::{parse_policy, ParseError, RESERVED};
 
 /// Index of a state within its module's `states`.
@@ -77,6 +78,17 @@ impl KeyKind {
             KeyKind::Port => "port number",
         }
     }
+
+    /// Parses `ipv4`, `ipv6`, `mac` or `port`.
+    pub fn from_name(name: &str) -> Option<KeyKind> {
+        Some(match name {
+            "ipv4" => KeyKind::Ipv4Host,
+            "ipv6" => KeyKind::Ipv6Host,
+            "mac" => KeyKind::Mac,
+            "port" => KeyKind::Port,
+            _ => return None,
+        })
+    }
 }
 
 /// A module: its key, states, allowed transitions and the policy of each state.
@@ -84,10 +96,8 @@ impl KeyKind {
 pub struct ModuleDef {
     /// Name used in policies and events.
     pub name: String,
-    /// What instance keys are.
-    pub key: KeyKind,
-    /// The packet field whose value selects the instance.
-    pub field: Field,
+    /// The packet fields whose values select the instance.
+    pub key: ModuleKey,
     /// State names.
     pub states: Vec<String>,
     /// State of every instance not otherwise set.
@@ -99,12 +109,38 @@ pub struct ModuleDef {
 }
 
 impl ModuleDef {
-    /// Builds a module whose state policies are given as text (`(state, policy)` pairs,
-    /// one per state).
+    /// Builds a module keyed by one field of kind `key` (`field`, by default the kind's
+    /// source field) whose state policies are given as text (`(state, policy)` pairs, one
+    /// per state).
     pub fn from_text(
         name: &str,
         key: KeyKind,
         field: Option<Field>,
+        initial: &str,
+        transitions: Option<Vec<(String, String)>>,
+        policies: &[(&str, &str)],
+    ) -> Result<ModuleDef, FsmError> {
+        let field = field.unwrap_or(key.default_field());
+        if !key.fits(field) {
+            return Err(FsmError::BadDef {
+                module: name.to_string(),
+                msg: format!("field {} cannot hold a {}", field, key.describe()),
+            });
+        }
+        ModuleDef::with_key(
+            name,
+            ModuleKey::single(field),
+            initial,
+            transitions,
+            policies,
+        )
+    }
+
+    /// Builds a module keyed by `key` (one field or a tuple of fields) whose state policies
+    /// are given as text.
+    pub fn with_key(
+        name: &str,
+        key: ModuleKey,
         initial: &str,
         transitions: Option<Vec<(String, String)>>,
         policies: &[(&str, &str)],
@@ -123,7 +159,6 @@ impl ModuleDef {
         let def = ModuleDef {
             name: name.to_string(),
             key,
-            field: field.unwrap_or(key.default_field()),
             states,
             initial: initial.to_string(),
             transitions,
@@ -175,13 +210,6 @@ impl ModuleDef {
                 self.initial
             )));
         }
-        if !self.key.fits(self.field) {
-            return Err(bad(format!(
-                "field {} cannot hold a {}",
-                self.field,
-                self.key.describe()
-            )));
-        }
         for (from, to) in self.transitions.iter().flatten() {
             if self.state_id(from).is_none() || self.state_id(to).is_none() {
                 return Err(bad(format!(
@@ -222,7 +250,7 @@ pub enum FsmError {
         /// Offending key text.
         key: String,
         /// Expected kind.
-        kind: &'static str,
+        kind: String,
     },
     /// The module does not allow this transition.
     #[error("module `{module}`: transition {from} -> {to} is not allowed")]

@@ -13,7 +13,9 @@ pub mod engine;
 pub mod eval;
 pub mod field;
 pub mod fsm;
+pub mod key;
 pub mod parse;
+pub mod spec;
 
 pub use ast::{ModuleId, Policy, Pred};
 pub use classifier::{Classifier, Mods, Pattern};
@@ -23,4 +25,6 @@ pub use compile::{
 pub use eval::eval;
 pub use field::{Field, Match, Out, Packet};
 pub use fsm::{Change, Event, FsmError, FsmTable, KeyKind, ModuleDef, StateId};
+pub use key::{ModuleKey, Projection};
 pub use parse::{parse_policy, parse_pred, ParseError};
+pub use spec::{AssertionSpec, ModuleSpec, PolicySpec, ReactionSpec, ThresholdKey};
