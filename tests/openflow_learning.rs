@@ -9,7 +9,6 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::switch::{entry, FakeSwitch};
 use common::{free_udp_port, Daemon};
 use reflex::openflow::learning::{emit_table_miss, LearningConfig};
 use reflex::openflow::table::{learning_miss_entry, Desired, EntryKey};
@@ -17,6 +16,7 @@ use reflex::openflow::translate::TranslateConfig;
 use reflex::openflow::{
     port, Action, FlowModCommand, FlowStats, Instruction, Match, Message, NO_BUFFER,
 };
+use reflex_testkit::switch::{entry, FakeSwitch};
 
 const LEARN_TABLE: u8 = 251;
 
