@@ -15,7 +15,7 @@ use std::time::Instant;
 use reflex::config::Config;
 use reflex::flow::engine::FlowEngine;
 use reflex::ingest::IngestCore;
-use reflex::load::{ModelConfig, TrafficModel};
+use reflex_testkit::load::{ModelConfig, TrafficModel};
 
 /// The flows and threshold of `tools/bench.sh ingest`.
 const BENCH_INGEST_TOML: &str = include_str!("../tools/reflex-load/ingest-flows.toml");

@@ -17,7 +17,7 @@ use reflex::openflow::{
 use serde_json::Value;
 
 fn load() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_reflex-load"))
+    Command::new(common::workspace_bin("reflex-load"))
 }
 
 fn json_of(out: &Output) -> Value {

@@ -225,7 +225,7 @@ fn metrics_scraped_during_ingest_parse_and_move() {
     assert!(sum(&events, "reflex_fsm_changes_total", &[]) >= 1.0);
 
     // A switch that connects is counted, and so are the flow-mods it is sent.
-    let mut sw = common::switch::FakeSwitch::connect(&d.openflow, 7);
+    let mut sw = reflex_testkit::switch::FakeSwitch::connect(&d.openflow, 7);
     sw.handshake(&[]);
     let sent_mods = sw.batch().len() as f64;
     assert!(sent_mods >= 1.0);

@@ -9,7 +9,6 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::switch::{entry, FakeSwitch};
 use common::{free_udp_port, Daemon};
 use reflex::lower::table::desired_table;
 use reflex::lower::translate::TranslateConfig;
@@ -18,6 +17,7 @@ use reflex::openflow::table::{learning_miss_entry, Desired, EntryKey};
 use reflex::openflow::{
     port, Action, FlowModCommand, FlowStats, Instruction, Match, Message, NO_BUFFER,
 };
+use reflex_testkit::switch::{entry, FakeSwitch};
 
 const LEARN_TABLE: u8 = 251;
 

@@ -6,10 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::switch::{entry, FakeSwitch};
 use common::{free_tcp_port, free_udp_port, Daemon};
 use reflex::openflow::table::{diff, Desired, EntryKey, FlowTable};
 use reflex::openflow::{port, Action, FlowModCommand, Hello, Instruction, Match, Message};
+use reflex_testkit::switch::{entry, FakeSwitch};
 
 fn start() -> Daemon {
     Daemon::start(

@@ -23,7 +23,7 @@ fn replay(port: u16) {
 }
 
 fn ctl(d: &Daemon) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_reflexctl"));
+    let mut c = Command::new(common::workspace_bin("reflexctl"));
     c.arg("--socket").arg(&d.socket);
     c
 }
@@ -62,7 +62,7 @@ fn record_top_and_chart_follow_a_replayed_flood() {
 
     // The recording: rates that rose above the threshold, the event and the block.
     let text = std::fs::read_to_string(&out).unwrap();
-    let series = reflex::ops::series::Series::parse(&text).unwrap();
+    let series = reflexctl::series::Series::parse(&text).unwrap();
     assert_eq!(series.key.as_deref(), Some("10.0.0.1"));
     assert_eq!(series.threshold.first().map(|t| t.1), Some(50.0), "{text}");
     assert!(series.reflex.len() >= 20, "{} samples", series.reflex.len());
@@ -171,7 +171,7 @@ fn record_top_and_chart_follow_a_replayed_flood() {
 fn tools_fail_clearly_on_bad_input_and_without_a_daemon() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_reflexctl"))
+        Command::new(common::workspace_bin("reflexctl"))
             .arg("--socket")
             .arg(dir.path().join("none.sock"))
             .args(args)

@@ -8,9 +8,8 @@ use std::fs::File;
 
 use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::DataLink;
-use reflex::sflow::{
-    parse_datagram, CounterRecord, DataSource, DatagramRepr, FlowRecord, Interface, Sample,
-};
+use reflex::sflow::{parse_datagram, CounterRecord, DataSource, FlowRecord, Interface, Sample};
+use reflex_testkit::sflow::DatagramRepr;
 
 const SFLOW_PORT: u16 = 6343;
 

@@ -59,7 +59,7 @@ if [ "$("$faucet_venv/bin/python" -c 'import importlib.metadata as m; print(m.ve
     DEBINSTALL=1 "$faucet_venv/bin/pip" install -q --disable-pip-version-check "faucet==$faucet_version" >/dev/null
 fi
 
-cargo build --release --bins --quiet
+cargo build --release --workspace --bins --quiet
 bin=target/release
 load="$bin/reflex-load"
 

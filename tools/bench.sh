@@ -76,7 +76,7 @@ if [ "$what" = all ]; then
     say ""
 fi
 
-cargo build --release --bins --quiet
+cargo build --release --workspace --bins --quiet
 bin=target/release
 load="$bin/reflex-load"
 

@@ -50,7 +50,7 @@ BRIDGE=${BRIDGE:-s1}
 [ "$(id -u)" = 0 ] || { echo "chart-experiment: must run as root (testbed)" >&2; exit 1; }
 command -v ovs-ofctl >/dev/null || { echo "chart-experiment: apt-get install openvswitch-switch" >&2; exit 1; }
 
-(cd "$ROOT" && cargo build --release --bins)
+(cd "$ROOT" && cargo build --release --workspace --bins)
 BIN=$ROOT/target/release
 CTL=("$BIN/reflexctl" --socket "$OUT/ctl.sock")
 mkdir -p "$OUT"

@@ -64,7 +64,7 @@ done
 BIN=$ROOT/target/release
 CTL=("$BIN/reflexctl" --socket "$OUT/ctl.sock")
 if [ -z "${REPORT_ONLY:-}" ]; then
-(cd "$ROOT" && cargo build --release --bins)
+(cd "$ROOT" && cargo build --release --workspace --bins)
 rm -rf "$OUT"
 mkdir -p "$OUT"
 "$BIN/reflexd" --print-default-config |

@@ -38,12 +38,15 @@ if [ "${1:-}" = e2e ]; then
     exec cargo test --release --test e2e_ovs -- --test-threads=1
 fi
 
+# The whole workspace: the daemon (root package) and crates/ (reflexctl, reflex-load,
+# reflex-testkit). Integration tests find reflexctl and reflex-load under target/ (built
+# on demand, tests/common/mod.rs: workspace_bin).
 cargo fmt --all -- --check
-cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --doc --quiet 2>&1 | tee -a "$log"
-cargo test --all-targets 2>&1 | tee -a "$log"
+cargo test --workspace --doc --quiet 2>&1 | tee -a "$log"
+cargo test --workspace --all-targets 2>&1 | tee -a "$log"
 # One closing line with the totals over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

@@ -5,7 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use reflex::sflow::{parse_datagram, scan_collected, scan_reference, DatagramRepr, Sample};
+use reflex::sflow::{parse_datagram, scan_collected, scan_reference, Sample};
+use reflex_testkit::sflow::DatagramRepr;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(datagram) = parse_datagram(data) else {

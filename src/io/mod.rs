@@ -8,7 +8,6 @@
 pub mod clock;
 pub mod mmsg;
 pub mod rusage;
-pub mod term;
 pub mod udp;
 
 pub use clock::now_ns;

@@ -1,5 +1,5 @@
-//! Errors of the sFlow codec: a small `Copy` enum for the decode hot path (one counter per
-//! variant in metrics) and another for emission into a caller's buffer.
+//! Errors of the sFlow decoder: a small `Copy` enum for the decode hot path (one counter per
+//! variant in metrics). The emitter's errors live with the emitter (reflex-testkit).
 
 use std::fmt;
 
@@ -71,27 +71,6 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// Why a representation could not be emitted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum EmitError {
-    /// The output buffer is shorter than `buffer_len()`.
-    BufferTooSmall,
-    /// A value does not fit its wire encoding (e.g. ifIndex >= 0x3FFFFFFF in a compact
-    /// sample, data source type > 255, an IPv6 address in a sampled_ipv4 record).
-    OutOfRange,
-}
-
-impl fmt::Display for EmitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            EmitError::BufferTooSmall => "output buffer too small for the sFlow datagram",
-            EmitError::OutOfRange => "value does not fit its sFlow wire encoding",
-        })
-    }
-}
-
-impl std::error::Error for EmitError {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,9 +98,5 @@ mod tests {
         for e in DecodeError::ALL {
             assert!(!e.to_string().is_empty());
         }
-        assert_ne!(
-            EmitError::BufferTooSmall.to_string(),
-            EmitError::OutOfRange.to_string()
-        );
     }
 }

@@ -1,5 +1,5 @@
-//! sFlow v5 wire format: zero-copy decoding of datagrams from switches and emission of the
-//! same format for tests and load generation.
+//! sFlow v5 wire format: zero-copy decoding of datagrams from switches. (Emission of the
+//! same format, for tests and load generation, lives in reflex-testkit.)
 //!
 //! Every length and count in a datagram is checked before it is used; a malformed datagram
 //! yields a small `Copy` error and never a panic or an allocation.
@@ -7,24 +7,19 @@
 use std::net::IpAddr;
 
 mod decode;
-mod emit;
 mod error;
 mod scan;
 pub mod wire;
 
-#[cfg(test)]
-pub(crate) mod fixtures;
+#[doc(hidden)]
+pub mod fixtures;
 
 pub use decode::{
     parse_datagram, CounterRecord, CounterRecordIter, CountersSample, Datagram, ExtendedSwitch,
     FlowRecord, FlowRecordIter, FlowSample, IfCounters, RawRecord, RawRecordIter, Sample,
     SampleIter, SampledHeader, SampledIp,
 };
-pub use emit::{
-    CounterRecordRepr, CountersSampleRepr, DatagramRepr, FlowRecordRepr, FlowSampleRepr,
-    SampleRepr, SampledHeaderRepr,
-};
-pub use error::{DecodeError, EmitError};
+pub use error::DecodeError;
 #[doc(hidden)]
 pub use scan::{scan_collected, scan_reference};
 pub use scan::{FlowSampleHead, PacketRecord, ScannedSample};

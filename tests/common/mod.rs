@@ -1,13 +1,14 @@
-//! Helpers shared by integration tests: capture replay, a reflexd child process, reflexctl.
+//! Helpers shared by integration tests: capture replay, a reflexd child process, reflexctl,
+//! the workspace's binaries. (The emulated switch is reflex_testkit::switch.)
 #![allow(dead_code)]
 
 pub mod ovs;
-pub mod switch;
 
 use std::io::Read;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// UDP payloads of every IPv4/UDP packet to `port` in an Ethernet pcapng file.
@@ -51,6 +52,60 @@ pub fn udp_payloads_in(path: &Path, port: u16) -> Vec<Vec<u8>> {
 /// The sFlow datagrams of the Open vSwitch capture.
 pub fn ovs_sflow_datagrams() -> Vec<Vec<u8>> {
     udp_payloads("ovs-sflow.pcapng", 6343)
+}
+
+/// The path of one of the workspace's binaries: `reflexd`, `reflexctl` or `reflex-load`.
+///
+/// Cargo gives an integration test `CARGO_BIN_EXE_*` only for its own package's binaries
+/// (here reflexd); reflexctl and reflex-load belong to crates/reflexctl and
+/// crates/reflex-load. Those are built once per test process by the same cargo, profile and
+/// target directory as the test itself (a no-op when fresh), so a test never runs a missing
+/// or stale one.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    const OTHERS: [(&str, &str); 2] = [("reflexctl", "reflexctl"), ("reflex-load", "reflex-load")];
+    if name == "reflexd" {
+        return PathBuf::from(env!("CARGO_BIN_EXE_reflexd"));
+    }
+    assert!(
+        OTHERS.iter().any(|(_, bin)| *bin == name),
+        "{name} is not a binary of this workspace"
+    );
+    static PROFILE_DIR: OnceLock<PathBuf> = OnceLock::new();
+    PROFILE_DIR
+        .get_or_init(|| build_workspace_bins(&OTHERS))
+        .join(name)
+}
+
+/// Builds `(package, binary)` pairs into the test's own `target/<profile>/`; returns it.
+fn build_workspace_bins(bins: &[(&str, &str)]) -> PathBuf {
+    // A test runs as target/<profile>/deps/<name>-<hash>.
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable in target/<profile>/deps")
+        .to_path_buf();
+    let target_dir = profile_dir.parent().expect("target directory");
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev",
+        Some(other) => other,
+        None => panic!("no profile directory above {}", exe.display()),
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "--profile", profile])
+        .arg("--manifest-path")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir);
+    for (package, bin) in bins {
+        cmd.args(["-p", package, "--bin", bin]);
+    }
+    let status = cmd
+        .status()
+        .expect("run cargo build for the workspace's binaries");
+    assert!(status.success(), "cargo build of {bins:?} failed: {status}");
+    profile_dir
 }
 
 /// A free UDP port on 127.0.0.1 (bound and released; good enough for tests).
@@ -107,7 +162,7 @@ impl Daemon {
             .append(true)
             .open(&log)
             .expect("log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reflexd"));
+        let mut cmd = Command::new(workspace_bin("reflexd"));
         // A test process killed outright (no Drop) takes its reflexd with it.
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
         unsafe {
@@ -162,7 +217,7 @@ impl Daemon {
 
     /// Runs reflexctl against this daemon; Ok(stdout) on success, Err(stderr) otherwise.
     pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(env!("CARGO_BIN_EXE_reflexctl"))
+        let out = Command::new(workspace_bin("reflexctl"))
             .arg("--socket")
             .arg(&self.socket)
             .args(args)

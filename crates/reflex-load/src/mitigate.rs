@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use reflex::io::now_ns;
-use reflex::load::switch::ReceivedFlowMod;
-use reflex::load::{Attack, AttackKind, DecayedRate};
+use reflex_testkit::load::{Attack, AttackKind, DecayedRate};
+use reflex_testkit::switch::ReceivedFlowMod;
 use serde_json::{json, Value};
 
 use crate::report::{self, parse_duration, Progress};
@@ -284,8 +284,8 @@ pub fn run(args: MitigateArgs) -> anyhow::Result<()> {
         Err(_) => bail!("the switch thread panicked"),
     };
 
-    let mut from_first = reflex::daemon::latency_histogram();
-    let mut from_decision = reflex::daemon::latency_histogram();
+    let mut from_first = reflex::timing::latency_histogram();
+    let mut from_decision = reflex::timing::latency_histogram();
     let mut early = 0u64;
     let per_attack: Vec<Value> = runs
         .iter()

@@ -1,4 +1,4 @@
-//! `reflex-load switch`: N emulated OpenFlow 1.3 switches (reflex::load::switch) connected
+//! `reflex-load switch`: N emulated OpenFlow 1.3 switches (reflex_testkit::switch) connected
 //! to a controller over loopback TCP, driven by one mio loop. Modes: `passive` answers and
 //! records flow-mods; `throughput` and `latency` are cbench's: PACKET_IN for unique MACs,
 //! counting responses (flow-mods or packet-outs) per second or timing each round trip.
@@ -15,7 +15,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use mio::{Events, Interest, Poll, Token};
 use reflex::io::now_ns;
-use reflex::load::switch::{EmulatedSwitch, ReceivedFlowMod, SwitchCounters};
+use reflex_testkit::switch::{EmulatedSwitch, ReceivedFlowMod, SwitchCounters};
 use serde_json::json;
 
 use crate::report::{self, loopback, parse_duration, Progress};
@@ -186,7 +186,7 @@ impl Fleet {
             conns,
             mode,
             macs,
-            rtt: reflex::daemon::latency_histogram(),
+            rtt: reflex::timing::latency_histogram(),
         })
     }
 

@@ -1,4 +1,5 @@
-//! reflexctl: talks to reflexd's control socket.
+//! reflexctl: talks to reflexd's control socket (the operator's views live in the library
+//! beside this file).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,13 +86,13 @@ enum Command {
         dpid: String,
     },
     #[command(flatten)]
-    Ops(reflex::ops::OpsCommand),
+    Ops(reflexctl::OpsCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let request = match &cli.command {
-        Command::Ops(op) => return reflex::ops::run(op, &cli.socket, cli.timeout, cli.json),
+        Command::Ops(op) => return reflexctl::run(op, &cli.socket, cli.timeout, cli.json),
         Command::Stats => Request::Stats,
         Command::Flows { name, max } => Request::Flows {
             name: name.clone(),

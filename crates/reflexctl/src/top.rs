@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::control::client::Client;
-use crate::control::protocol::{Reply, Request};
-use crate::daemon::format_unix_ms;
+use reflex::control::client::Client;
+use reflex::control::protocol::{Reply, Request};
+use reflex::timing::format_unix_ms;
 
 /// Ingest totals at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -466,7 +466,7 @@ pub fn run(o: &TopOptions) -> std::io::Result<bool> {
         } else {
             first
         };
-        let (cols, rows) = crate::io::term::size(stdout_fd).unwrap_or((120, 1000));
+        let (cols, rows) = crate::term::size(stdout_fd).unwrap_or((120, 1000));
         out.write_all(render(&view, cols, rows).as_bytes())?;
         out.flush()?;
         return Ok(view.error.is_none());
@@ -479,8 +479,8 @@ pub fn run(o: &TopOptions) -> std::io::Result<bool> {
             ids.push(id);
         }
     }
-    let keys = if crate::io::term::is_tty(stdin) {
-        crate::io::term::KeyMode::enter(stdin).ok()
+    let keys = if crate::term::is_tty(stdin) {
+        crate::term::KeyMode::enter(stdin).ok()
     } else {
         None
     };
@@ -498,7 +498,7 @@ pub fn run(o: &TopOptions) -> std::io::Result<bool> {
     let result = (|| -> std::io::Result<()> {
         while !stop.load(Ordering::Relaxed) {
             let view = frame(&mut prev);
-            let (cols, rows) = crate::io::term::size(stdout_fd).unwrap_or((120, 40));
+            let (cols, rows) = crate::term::size(stdout_fd).unwrap_or((120, 40));
             let text = render(&view, cols, rows).replace('\n', "\x1b[K\r\n");
             out.write_all(b"\x1b[H")?;
             out.write_all(text.as_bytes())?;
@@ -513,7 +513,7 @@ pub fn run(o: &TopOptions) -> std::io::Result<bool> {
                 let slice = left.min(Duration::from_millis(100));
                 if keys.is_some() {
                     let t0 = Instant::now();
-                    match crate::io::term::read_byte(stdin, slice)? {
+                    match crate::term::read_byte(stdin, slice)? {
                         Some(b'q' | b'Q' | 0x03 | 0x1b) => stop.store(true, Ordering::Relaxed),
                         Some(_) => {}
                         // Early return without a key (hang-up, signal): do not spin.

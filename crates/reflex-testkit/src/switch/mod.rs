@@ -1,5 +1,10 @@
-//! A sans-IO emulated OpenFlow 1.3 switch, for load tests and controller benchmarks.
+//! The emulated OpenFlow 1.3 switch, in two drivers over the library codec:
+//! [`EmulatedSwitch`], a sans-IO core that answers everything by itself (load tests,
+//! controller benchmarks, `reflex-load switch` and `mitigate`), and [`FakeSwitch`], a
+//! blocking loopback-TCP driver that hands each controller message to the test so it can
+//! script the handshake, reject flow-mods and compare its flow table with the desired one.
 //!
+//! The sans-IO core:
 //! [`EmulatedSwitch::receive`] takes the bytes read from the controller connection and
 //! `now_ns`, appends every reply to the caller's output buffer and records each flow-mod
 //! with the time it arrived. It answers HELLO, FEATURES, ECHO, BARRIER, GET_CONFIG,
@@ -18,7 +23,11 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use crate::openflow::{
+mod scripted;
+
+pub use scripted::{entry, FakeSwitch};
+
+use reflex::openflow::{
     self, frame, negotiate, Action, Desc, ErrorMsg, Features, FlowMod, FlowModCommand, FlowStats,
     Hello, Instruction, Match, Message, MultipartReply, MultipartReplyBody, MultipartRequestBody,
     OxmField, PacketOut, Port, Role, SwitchConfig, TableStats,
@@ -846,7 +855,7 @@ fn flow_replies(xid: u32, entries: Vec<FlowStats>, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::openflow::{port, FlowStatsRequest, MultipartRequest};
+    use reflex::openflow::{port, FlowStatsRequest, MultipartRequest};
 
     /// Sends `msgs` to the switch; returns what it answered, parsed.
     fn exchange(sw: &mut EmulatedSwitch, now: u64, msgs: &[(u32, Message)]) -> Vec<(u32, Message)> {

@@ -253,7 +253,7 @@ pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::series::Mark;
+    use crate::series::Mark;
 
     /// A flood from t=2 s, detected at 2.3 s, blocked at once: the estimate decays.
     pub(crate) fn synthetic() -> Series {

@@ -1,5 +1,5 @@
 //! The sans-IO traffic model: which packets a fleet of sFlow agents samples at a given
-//! instant, encoded as sFlow v5 datagrams with the library's own emitter.
+//! instant, encoded as sFlow v5 datagrams with this crate's emitter.
 //!
 //! Background traffic comes from `sources` hosts (Zipf-ranked or uniform) towards a few
 //! destinations; attacks are injected by a schedule, each at its own represented packet
@@ -16,9 +16,10 @@ use super::frame::{self, tcp, Packet, Transport};
 use super::rng::{scramble_u32, Rng};
 use super::zipf::{Zipf, ZipfError};
 use crate::sflow::{
-    AgentId, CounterRecordRepr, CountersSampleRepr, DataSource, DatagramRepr, EmitError,
-    FlowRecordRepr, FlowSampleRepr, IfCounters, Interface, SampleRepr, SampledHeaderRepr,
+    CounterRecordRepr, CountersSampleRepr, DatagramRepr, EmitError, FlowRecordRepr, FlowSampleRepr,
+    SampleRepr, SampledHeaderRepr,
 };
+use reflex::sflow::{AgentId, DataSource, IfCounters, Interface};
 
 /// Largest number of background sources (they live in 10.0.0.0/9).
 pub const MAX_SOURCES: u64 = (1 << 23) - 2;
@@ -706,8 +707,8 @@ impl DecayedRate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::parse_sampled_header;
-    use crate::sflow::{parse_datagram, FlowRecord, Sample};
+    use reflex::packet::parse_sampled_header;
+    use reflex::sflow::{parse_datagram, FlowRecord, Sample};
     use std::collections::{HashMap, HashSet};
 
     fn secs(s: f64) -> u64 {
@@ -942,7 +943,7 @@ mod tests {
                     Sample::Flow(_) => flows += 1,
                     Sample::Counters(c) => {
                         assert_eq!(e.counter_samples, 1);
-                        let Some(Ok(crate::sflow::CounterRecord::Generic(g))) = c.records().next()
+                        let Some(Ok(reflex::sflow::CounterRecord::Generic(g))) = c.records().next()
                         else {
                             panic!("no generic counters")
                         };

@@ -30,7 +30,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// `addr` if it is loopback, a clear error otherwise.
 pub fn loopback(addr: SocketAddr, what: &str) -> anyhow::Result<SocketAddr> {
-    reflex::load::ensure_loopback(addr).context(what.to_string())
+    reflex_testkit::load::ensure_loopback(addr).context(what.to_string())
 }
 
 /// Fails unless `value` is within `min..=max`.

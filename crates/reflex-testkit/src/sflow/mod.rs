@@ -1,4 +1,6 @@
-//! Owned representations of sFlow v5 datagrams that round-trip with the decoder.
+//! Owned representations of sFlow v5 datagrams that round-trip with the library's decoder
+//! ([`reflex::sflow`]): the emitting half of the codec, which only tests and load
+//! generation need, so reflexd does not carry it.
 //!
 //! Tests and the load generator build a [`DatagramRepr`] once and call
 //! [`DatagramRepr::emit`] in a loop into a reusable buffer: emission allocates nothing and
@@ -11,13 +13,35 @@ use std::net::IpAddr;
 use zerocopy::network_endian::{U32, U64};
 use zerocopy::{Immutable, IntoBytes};
 
-use super::decode::{
-    CounterRecord, CountersSample, Datagram, ExtendedSwitch, FlowRecord, FlowSample, IfCounters,
-    RawRecord, Sample, SampledIp,
+use reflex::sflow::wire;
+use reflex::sflow::{
+    AgentId, CounterRecord, CountersSample, DataSource, Datagram, DecodeError, ExtendedSwitch,
+    FlowRecord, FlowSample, IfCounters, Interface, RawRecord, Sample, SampledIp,
 };
-use super::error::{DecodeError, EmitError};
-use super::wire;
-use super::{AgentId, DataSource, Interface};
+
+#[cfg(test)]
+mod fixtures;
+
+/// Why a representation could not be emitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EmitError {
+    /// The output buffer is shorter than `buffer_len()`.
+    BufferTooSmall,
+    /// A value does not fit its wire encoding (e.g. ifIndex >= 0x3FFFFFFF in a compact
+    /// sample, data source type > 255, an IPv6 address in a sampled_ipv4 record).
+    OutOfRange,
+}
+
+impl std::fmt::Display for EmitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EmitError::BufferTooSmall => "output buffer too small for the sFlow datagram",
+            EmitError::OutOfRange => "value does not fit its sFlow wire encoding",
+        })
+    }
+}
+
+impl std::error::Error for EmitError {}
 
 /// Bounds-checked cursor over the caller's output buffer.
 struct Writer<'a> {
@@ -622,15 +646,25 @@ mod tests {
 
     use proptest::prelude::*;
 
+    use reflex::sflow::fixtures::{COMPACT, EXPANDED};
+    use reflex::sflow::parse_datagram;
+
+    use super::fixtures::{compact_repr, expanded_repr};
     use super::*;
-    use crate::sflow::fixtures::{compact_repr, expanded_repr, COMPACT, EXPANDED};
-    use crate::sflow::parse_datagram;
 
     fn emit_vec(repr: &DatagramRepr) -> Result<Vec<u8>, EmitError> {
         let mut buf = vec![0u8; repr.buffer_len()];
         let n = repr.emit(&mut buf)?;
         assert_eq!(n, buf.len());
         Ok(buf)
+    }
+
+    #[test]
+    fn emit_errors_say_different_things() {
+        assert_ne!(
+            EmitError::BufferTooSmall.to_string(),
+            EmitError::OutOfRange.to_string()
+        );
     }
 
     #[test]

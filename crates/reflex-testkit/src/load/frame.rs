@@ -110,7 +110,7 @@ pub fn write(packet: &Packet, out: &mut [u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::parse_ethernet;
+    use reflex::packet::parse_ethernet;
     use std::net::IpAddr;
 
     #[test]

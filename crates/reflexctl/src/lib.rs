@@ -13,6 +13,8 @@ pub mod record;
 pub mod series;
 pub mod top;
 
+mod term;
+
 /// The subcommands, flattened into reflexctl's.
 #[derive(Subcommand, Debug)]
 pub enum OpsCommand {
@@ -103,10 +105,10 @@ fn run_inner(
     let timeout = Duration::from_secs_f64(timeout.clamp(0.01, 3600.0));
     match cmd {
         OpsCommand::Changes { max } => {
-            let mut c = crate::control::client::Client::connect(socket, timeout)
+            let mut c = reflex::control::client::Client::connect(socket, timeout)
                 .map_err(|e| e.to_string())?;
             let reply = c
-                .request(&crate::control::protocol::Request::Changes { max: *max })
+                .request(&reflex::control::protocol::Request::Changes { max: *max })
                 .map_err(|e| e.to_string())?;
             let v = match (reply.ok, reply.result) {
                 (true, Some(v)) => v,

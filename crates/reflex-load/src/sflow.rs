@@ -1,4 +1,4 @@
-//! `reflex-load sflow`: the sFlow v5 generator. The traffic model (reflex::load) writes
+//! `reflex-load sflow`: the sFlow v5 generator. The traffic model (reflex_testkit::load) writes
 //! each batch of datagrams into one buffer; sendmmsg sends the batch in one syscall.
 
 use std::io;
@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use reflex::io::mmsg::SendBatch;
 use reflex::io::rusage::process_cpu_time;
-use reflex::load::{Attack, Emitted, ModelConfig, SourceDist, TrafficModel};
+use reflex_testkit::load::{Attack, Emitted, ModelConfig, SourceDist, TrafficModel};
 use serde_json::json;
 
 use crate::report::{self, loopback, parse_duration, Progress};

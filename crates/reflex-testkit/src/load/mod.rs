@@ -1,14 +1,14 @@
 //! Load generation, sans-IO: a seedable random source, Zipf ranks, Ethernet/IPv4 frames,
 //! and a traffic model that turns background traffic and scheduled attacks into sFlow v5
-//! datagrams through the library's own emitter, plus the loopback-only target guard.
+//! datagrams through this crate's emitter ([`crate::sflow`]), plus the loopback-only target
+//! guard.
 //!
-//! The `reflex-load` tool (tools/reflex-load) drives this model with sockets and a clock;
+//! The `reflex-load` tool (crates/reflex-load) drives this model with sockets and a clock;
 //! nothing here reads either.
 
 pub mod frame;
 pub mod model;
 pub mod rng;
-pub mod switch;
 pub mod zipf;
 
 use std::net::{IpAddr, SocketAddr};

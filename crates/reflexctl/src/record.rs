@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::control::client::Client;
-use crate::control::protocol::Request;
+use reflex::control::client::Client;
+use reflex::control::protocol::Request;
 
 /// Settings of [`run`].
 pub struct RecordOptions<'a> {

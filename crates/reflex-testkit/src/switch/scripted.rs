@@ -1,6 +1,8 @@
-//! A small fake OpenFlow 1.3 switch over loopback TCP, built on the library codec: it
-//! answers the handshake with a table of our choosing, answers echoes and barriers, and
-//! keeps its flow table up to date from the flow-mods it receives.
+//! The scripted driver of the emulated switch, for integration tests: over loopback TCP it
+//! answers the handshake with a table of the test's choosing, answers echoes and barriers,
+//! and keeps its flow table (the library's [`FlowTable`]) up to date from the flow-mods it
+//! receives, handing every other message to the test. It panics when the controller is
+//! silent for too long or sends something unexpected: that is a test failure.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -15,6 +17,7 @@ use reflex::openflow::{
 /// How long any single expected message may take before the test fails.
 const WAIT: Duration = Duration::from_secs(20);
 
+/// One scripted switch connected to the controller under test.
 pub struct FakeSwitch {
     pub stream: TcpStream,
     pub dpid: u64,
@@ -72,12 +75,14 @@ impl FakeSwitch {
         }
     }
 
+    /// Sends `m` with `xid`.
     pub fn send(&mut self, xid: u32, m: &Message) {
         let mut b = Vec::new();
         m.emit(xid, &mut b);
         self.stream.write_all(&b).expect("send to controller");
     }
 
+    /// Sends bytes as they are (e.g. a hand-built PACKET_IN).
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("send to controller");
     }
@@ -109,6 +114,8 @@ impl FakeSwitch {
     }
 
     /// The next message other than an ECHO_REQUEST (those are answered).
+    // Not an iterator: a closed connection is a test failure, so there is no `None`.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> (u32, Message) {
         loop {
             let Some((xid, m)) = self.recv() else {
