@@ -638,7 +638,7 @@ impl Experiment {
             self.diagnostics()
         );
         assert!(
-            flows.iter().any(|f| f.drops_ipv4_from(&h1)),
+            ovs::drops_all_ipv4_from(&flows, &h1),
             "no rule drops h1's IPv4\n{}",
             self.diagnostics()
         );
@@ -721,6 +721,62 @@ fn classic_flood_from_h1_is_blocked_at_the_switch_and_readmitted() {
     loud(&format!("{}: flood {sent:?}", x.test));
     x.readmit_h1();
     x.assert_others_fine();
+}
+
+/// Re-admissions of a host that never stops sending: each round floods h2 from h1 until
+/// the switch drops h1, then h1 pings h2 every 100 ms across its re-admission, and a reply
+/// must come back within READMIT_BOUND. Open vSwitch's userspace datapath before 3.1.3 can
+/// keep such a host's drop cached for as long as it sends (see `lower::table`, the
+/// stale-flow guard); ten rounds, since it is a matter of which megaflows exist.
+#[test]
+fn a_readmitted_host_that_keeps_sending_gets_through_every_time() {
+    const ROUNDS: usize = 10;
+    const READMIT_BOUND: f64 = 2.0;
+    // The threshold re-arms 1 s after a key falls below it, so that each round fires anew.
+    let cfg = config(None);
+    assert!(
+        cfg.contains("timeout = 10.0"),
+        "default config lost its threshold timeout"
+    );
+    let Some(x) = Experiment::start(
+        "a_readmitted_host_that_keeps_sending_gets_through_every_time",
+        10,
+        cfg.replace("timeout = 10.0", "timeout = 1.0"),
+    ) else {
+        return;
+    };
+    x.authenticate_all();
+    let (h2, mut late) = (ip(H2), Vec::new());
+    for round in 1..=ROUNDS {
+        let (flood, _) = x.flood_until_blocked();
+        flood.stop();
+        let steady = x.tb.spawn_steady_ping(H1, &h2, 4);
+        std::thread::sleep(Duration::from_millis(500));
+        let t0 = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        x.set_state(H1, "authenticated");
+        let out = steady.finish_output();
+        let through = ovs::reply_times(&out)
+            .into_iter()
+            .find(|&t| t > t0)
+            .map(|t| t - t0);
+        loud(&format!(
+            "round {round}: h1 through {:?} s after its re-admission",
+            through.map(|t| (t * 1e3).round() / 1e3)
+        ));
+        if through.is_none_or(|t| t > READMIT_BOUND) {
+            late.push((round, through, out, x.tb.datapath_flows()));
+        }
+        // Below the threshold for more than its 1 s timeout: the next flood fires again.
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    assert!(
+        late.is_empty(),
+        "re-admitted h1 not through within {READMIT_BOUND} s while it kept sending: {:#?}\n{}",
+        late,
+        x.diagnostics()
+    );
 }
 
 #[test]
@@ -1025,6 +1081,21 @@ fn dump_flows_lines_parse() {
     assert_eq!(e.priority, 32768);
     assert!(e.drops_ipv4_from("10.0.0.1"));
     assert!(!e.drops_ipv4_from("10.0.0.3"));
+
+    // The stale-flow guard's twins: a drop of h1's IPv4 only when all four ECN values are.
+    let twin = |ecn: u8| {
+        FlowEntry::parse(&format!(
+            "cookie=0x0, duration=1s, table=0, n_packets=0, n_bytes=0, \
+             priority=1,ip,nw_ecn={ecn} actions=drop"
+        ))
+        .unwrap()
+    };
+    let twins: Vec<FlowEntry> = (0..4).map(twin).collect();
+    assert_eq!(twins[2].ecn(), Some(2));
+    assert!(twins.iter().all(|t| t.drops_ipv4_from("10.0.0.1")));
+    assert!(ovs::drops_all_ipv4_from(&twins, "10.0.0.1"));
+    assert!(!ovs::drops_all_ipv4_from(&twins[..3], "10.0.0.1"));
+    assert!(ovs::drops_all_ipv4_from(&[drop_all], "10.0.0.1"));
 }
 
 #[test]

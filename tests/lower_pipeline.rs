@@ -27,6 +27,7 @@ fn engine(main: Option<&str>) -> PolicyEngine {
 fn learn_translate() -> TranslateConfig {
     TranslateConfig {
         learning_table: Some(LEARN_TABLE),
+        ..Default::default()
     }
 }
 
@@ -157,20 +158,14 @@ fn a_learning_session_installs_the_lowered_auth_then_learn_table() {
     assert_eq!(s.installed(), &desired.flows);
 }
 
-#[test]
-fn deltas_keep_the_desired_table_equal_to_a_fresh_lowering() {
-    let mut e = engine(None);
-    let cfg = TranslateConfig::default();
+/// Applies each event's lowered delta to the desired table and checks it equals a fresh
+/// lowering; the deltas merged (an OpenFlow thread that lagged) land on the same table.
+fn check_deltas(mut e: PolicyEngine, cfg: TranslateConfig, events: &[(&str, &str)]) {
     let (mut desired, _) = desired_table(&e.rules(), &e.meters(), &cfg);
     let mut merged: Option<reflex::openflow::table::DesiredDelta> = None;
     let mut lagging: Desired = desired.clone();
     let now = 0;
-    for (host, state) in [
-        ("10.0.0.1", "authenticated"),
-        ("10.0.0.2", "authenticated"),
-        ("10.0.0.1", "clear"),
-        ("10.0.0.3", "authenticated"),
-    ] {
+    for &(host, state) in events {
         let ev = reflex::policy::Event {
             module: "auth".into(),
             key: host.into(),
@@ -184,7 +179,7 @@ fn deltas_keep_the_desired_table_equal_to_a_fresh_lowering() {
         assert!(!d.is_empty(), "{host} {state} changes entries");
         desired.apply(&d);
         let (fresh, _) = desired_table(&e.rules(), &e.meters(), &cfg);
-        assert_eq!(desired, fresh);
+        assert_eq!(desired, fresh, "after {host} {state}");
         // Deltas the OpenFlow thread did not take in time, merged, land on the same table.
         match merged.as_mut() {
             None => merged = Some(d),
@@ -195,4 +190,110 @@ fn deltas_keep_the_desired_table_equal_to_a_fresh_lowering() {
         lagging.apply(&m);
     }
     assert_eq!(lagging, desired);
+}
+
+const EVENTS: [(&str, &str); 4] = [
+    ("10.0.0.1", "authenticated"),
+    ("10.0.0.2", "authenticated"),
+    ("10.0.0.1", "clear"),
+    ("10.0.0.3", "authenticated"),
+];
+
+#[test]
+fn deltas_keep_the_desired_table_equal_to_a_fresh_lowering() {
+    check_deltas(engine(None), TranslateConfig::default(), &EVENTS);
+}
+
+fn guarded() -> TranslateConfig {
+    TranslateConfig {
+        stale_flow_guard: true,
+        ..Default::default()
+    }
+}
+
+/// The embedded default with hosts starting authenticated and a third state, `limited`
+/// (IPv4 through a meter): blocks add per-host restricting rules instead of removing them.
+fn permissive_engine() -> PolicyEngine {
+    let mut config = Config::embedded().expect("embedded config");
+    let auth = config
+        .modules
+        .iter_mut()
+        .find(|m| m.name == "auth")
+        .expect("auth");
+    auth.initial = "authenticated".into();
+    auth.states.insert(
+        "limited".into(),
+        "if_(match(eth_type=0x0800), meter(500), identity)".into(),
+    );
+    config.build().expect("policy").policy
+}
+
+#[test]
+fn guarded_deltas_keep_the_desired_table_equal_to_a_fresh_lowering() {
+    check_deltas(engine(None), guarded(), &EVENTS);
+    check_deltas(
+        permissive_engine(),
+        guarded(),
+        &[
+            ("10.0.0.1", "clear"),
+            ("10.0.0.2", "limited"),
+            ("10.0.0.1", "limited"),
+            ("10.0.0.2", "clear"),
+            ("10.0.0.1", "authenticated"),
+            ("10.0.0.2", "authenticated"),
+        ],
+    );
+}
+
+/// The stale-flow guard: every IP entry that drops or meters is four, one per ECN value,
+/// with the same instructions; entries that pass stay single.
+#[test]
+fn the_guard_splits_restricting_ip_entries_by_ecn_and_nothing_else() {
+    let count = |d: &Desired, restricting: bool| {
+        d.flows
+            .iter()
+            .filter(|(_, i)| {
+                (i.is_empty() || i.iter().any(|x| matches!(x, Instruction::Meter(_))))
+                    == restricting
+            })
+            .count()
+    };
+    let ecn = |d: &Desired| {
+        d.flows
+            .iter()
+            .filter(|(k, _)| reflex::openflow::table::ofctl_line(k, &[]).contains("nw_ecn="))
+            .count()
+    };
+    let mut e = permissive_engine();
+    for (host, state) in [("10.0.0.1", "clear"), ("10.0.0.2", "limited")] {
+        let ev = reflex::policy::Event {
+            module: "auth".into(),
+            key: host.into(),
+            state: state.into(),
+            hold_ns: None,
+            then: None,
+        };
+        let _ = e.apply_event(&ev, 0).expect("event");
+    }
+    let (plain, errors) = desired_table(&e.rules(), &e.meters(), &TranslateConfig::default());
+    assert!(errors.is_empty());
+    let (guard, errors) = desired_table(&e.rules(), &e.meters(), &guarded());
+    assert!(errors.is_empty());
+    assert_eq!(ecn(&plain), 0);
+    assert!(count(&plain, true) >= 2, "a drop and a meter: {plain:?}");
+    assert_eq!(count(&guard, true), 4 * count(&plain, true));
+    assert_eq!(count(&guard, false), count(&plain, false));
+    assert_eq!(ecn(&guard), count(&guard, true));
+    for v in 0..4 {
+        let needle = format!("nw_ecn={v}");
+        assert_eq!(
+            guard
+                .flows
+                .iter()
+                .filter(|(k, _)| reflex::openflow::table::ofctl_line(k, &[]).contains(&needle))
+                .count(),
+            count(&plain, true),
+            "{needle}"
+        );
+    }
 }

@@ -49,6 +49,7 @@ fn desired() -> Desired {
         &engine.meters(),
         &TranslateConfig {
             learning_table: Some(LEARN_TABLE),
+            ..Default::default()
         },
     );
     assert!(errors.is_empty());

@@ -100,6 +100,12 @@ pub struct OpenflowConfig {
     pub learning_macs: usize,
     /// Seconds without traffic before the switch removes a learnt flow (0 = never).
     pub learning_idle_timeout: u16,
+    /// Install every IP entry that drops or meters traffic as four entries, one per ECN
+    /// value, so that Open vSwitch's datapath cache cannot keep a host blocked after its
+    /// re-admission (userspace datapath before Open vSwitch 3.1.3; see `lower::table`).
+    /// Same semantics, three more entries per such rule; `false` on switches without the
+    /// defect.
+    pub stale_flow_guard: bool,
 }
 
 /// Default [`OpenflowConfig::learning_table`].
@@ -114,6 +120,7 @@ impl Default for OpenflowConfig {
             learning_table: DEFAULT_LEARNING_TABLE,
             learning_macs: 4096,
             learning_idle_timeout: 60,
+            stale_flow_guard: true,
         }
     }
 }

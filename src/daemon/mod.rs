@@ -209,6 +209,7 @@ pub fn run(mut config: Config, built: Built, overrides: Overrides) -> anyhow::Re
     let (openflow_thread, sink, openflow) = openflow::spawn(
         openflow_server,
         session_config,
+        config.openflow.stale_flow_guard,
         stop.clone(),
         openflow_metrics.clone(),
     )?;

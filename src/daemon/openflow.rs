@@ -236,6 +236,7 @@ struct OfThread {
 pub fn spawn(
     server: OpenflowServer,
     cfg: SessionConfig,
+    stale_flow_guard: bool,
     stop: Arc<AtomicBool>,
     metrics: Arc<crate::metrics::OpenflowMetrics>,
 ) -> anyhow::Result<(std::thread::JoinHandle<()>, OfSink, OfClient)> {
@@ -281,6 +282,7 @@ pub fn spawn(
             unsent: None,
             translate: TranslateConfig {
                 learning_table: cfg.learning.map(|l| l.table_id),
+                stale_flow_guard,
             },
         },
         OfClient {

@@ -31,6 +31,10 @@ pub struct TranslateConfig {
     /// The MAC-learning table `learn` continues to; `None` when reactive mode is off (and
     /// `learn` cannot be translated).
     pub learning_table: Option<u8>,
+    /// Split every IP entry that restricts traffic (drops it or meters it) into four, one
+    /// per ECN value, so that a switch's datapath cache can never carry a flow across a
+    /// block or a re-admission (see [`super::table`]'s module docs: the stale-flow guard).
+    pub stale_flow_guard: bool,
 }
 
 /// A flow entry ready for a FLOW_MOD (no timeouts: Reflex expires state itself).
@@ -564,6 +568,7 @@ mod tests {
     fn learn_continues_to_the_learning_table_after_the_other_outputs() {
         let cfg = TranslateConfig {
             learning_table: Some(250),
+            ..Default::default()
         };
         let acts = vec![
             policy::Action::Meter(1),
@@ -594,6 +599,7 @@ mod tests {
     fn learn_is_refused_without_a_table_after_a_rewrite_or_in_a_group() {
         let on = TranslateConfig {
             learning_table: Some(250),
+            ..Default::default()
         };
         let learn = policy::Action::Output(Out::Learn);
         assert_eq!(

@@ -27,6 +27,7 @@ pub mod field {
     pub const ETH_TYPE: u8 = 5;
     pub const VLAN_VID: u8 = 6;
     pub const VLAN_PCP: u8 = 7;
+    pub const IP_ECN: u8 = 9;
     pub const IP_PROTO: u8 = 10;
     pub const IPV4_SRC: u8 = 11;
     pub const IPV4_DST: u8 = 12;
@@ -65,6 +66,8 @@ pub enum OxmField {
     EthType(u16),
     /// VLAN id with the OFPVID_PRESENT bit (0 = no tag), optionally masked.
     VlanVid { vid: u16, mask: Option<u16> },
+    /// IP ECN bits (the low two bits of the IPv4 ToS / IPv6 traffic class).
+    IpEcn(u8),
     /// IP protocol number.
     IpProto(u8),
     /// IPv4 source, optionally masked.
@@ -120,7 +123,7 @@ fn known_shape(field: u8) -> Option<(usize, bool)> {
         ETH_DST | ETH_SRC => (6, true),
         ETH_TYPE => (2, false),
         VLAN_VID => (2, true),
-        IP_PROTO => (1, false),
+        IP_ECN | IP_PROTO => (1, false),
         IPV4_SRC | IPV4_DST => (4, true),
         TCP_SRC | TCP_DST | UDP_SRC | UDP_DST => (2, false),
         ICMPV4_TYPE | ICMPV4_CODE | ICMPV6_TYPE | ICMPV6_CODE => (1, false),
@@ -143,6 +146,7 @@ impl OxmField {
             OxmField::EthSrc { .. } => ETH_SRC,
             OxmField::EthType(_) => ETH_TYPE,
             OxmField::VlanVid { .. } => VLAN_VID,
+            OxmField::IpEcn(_) => IP_ECN,
             OxmField::IpProto(_) => IP_PROTO,
             OxmField::Ipv4Src { .. } => IPV4_SRC,
             OxmField::Ipv4Dst { .. } => IPV4_DST,
@@ -179,7 +183,7 @@ impl OxmField {
             OxmField::EthDst { .. } | OxmField::EthSrc { .. } => 6 * m,
             OxmField::EthType(_) => 2,
             OxmField::VlanVid { .. } => 2 * m,
-            OxmField::IpProto(_) => 1,
+            OxmField::IpProto(_) | OxmField::IpEcn(_) => 1,
             OxmField::Ipv4Src { .. } | OxmField::Ipv4Dst { .. } => 4 * m,
             OxmField::TcpSrc(_)
             | OxmField::TcpDst(_)
@@ -221,6 +225,7 @@ impl OxmField {
                 }
             }
             OxmField::IpProto(v)
+            | OxmField::IpEcn(v)
             | OxmField::Icmpv4Type(v)
             | OxmField::Icmpv4Code(v)
             | OxmField::Icmpv6Type(v)
@@ -330,6 +335,7 @@ impl OxmField {
             _ => {
                 let v = arr::<1>(&mut b)?[0];
                 match fld {
+                    IP_ECN => OxmField::IpEcn(v),
                     IP_PROTO => OxmField::IpProto(v),
                     ICMPV4_TYPE => OxmField::Icmpv4Type(v),
                     ICMPV4_CODE => OxmField::Icmpv4Code(v),
@@ -531,7 +537,7 @@ impl Match {
             let ok = match f {
                 OxmField::Ipv4Src { .. } | OxmField::Ipv4Dst { .. } => eth == Some(ETH_IPV4),
                 OxmField::Ipv6Src { .. } | OxmField::Ipv6Dst { .. } => eth == Some(ETH_IPV6),
-                OxmField::IpProto(_) => is_ip,
+                OxmField::IpProto(_) | OxmField::IpEcn(_) => is_ip,
                 OxmField::TcpSrc(_) | OxmField::TcpDst(_) => is_ip && proto == Some(6),
                 OxmField::UdpSrc(_) | OxmField::UdpDst(_) => is_ip && proto == Some(17),
                 OxmField::Icmpv4Type(_) | OxmField::Icmpv4Code(_) => {
@@ -687,6 +693,10 @@ impl MatchBuilder {
     /// ICMPv4 type.
     pub fn icmpv4_type(self, t: u8) -> Self {
         self.field(OxmField::Icmpv4Type(t))
+    }
+    /// IP ECN bits (0..=3).
+    pub fn ip_ecn(self, ecn: u8) -> Self {
+        self.field(OxmField::IpEcn(ecn))
     }
     /// ICMPv4 code.
     pub fn icmpv4_code(self, c: u8) -> Self {

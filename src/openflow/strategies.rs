@@ -21,7 +21,7 @@ fn v6() -> impl Strategy<Value = Ipv6Addr> {
 
 /// Basic-class field numbers this codec does not model (so they stay raw).
 const UNMODELLED: &[u8] = &[
-    1, 2, 7, 8, 9, 17, 18, 21, 22, 23, 24, 25, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 127,
+    1, 2, 7, 8, 17, 18, 21, 22, 23, 24, 25, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 127,
 ];
 
 pub fn oxm_field() -> impl Strategy<Value = OxmField> {
@@ -35,6 +35,7 @@ pub fn oxm_field() -> impl Strategy<Value = OxmField> {
         (any::<u16>(), proptest::option::of(any::<u16>()))
             .prop_map(|(vid, mask)| OxmField::VlanVid { vid, mask }),
         any::<u8>().prop_map(OxmField::IpProto),
+        (0u8..4).prop_map(OxmField::IpEcn),
         (v4(), proptest::option::of(v4()))
             .prop_map(|(addr, mask)| OxmField::Ipv4Src { addr, mask }),
         (v4(), proptest::option::of(v4()))

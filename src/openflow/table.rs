@@ -400,6 +400,7 @@ fn field_text(f: &OxmField, v6: bool) -> String {
             Some(m) => format!("vlan_tci=0x{vid:04x}/0x{m:04x}"),
         },
         OxmField::IpProto(p) => format!("nw_proto={p}"),
+        OxmField::IpEcn(e) => format!("nw_ecn={e}"),
         OxmField::Ipv4Src { addr, mask } => masked4("nw_src", addr, mask),
         OxmField::Ipv4Dst { addr, mask } => masked4("nw_dst", addr, mask),
         OxmField::Ipv6Src { addr, mask } => masked6("ipv6_src", addr, mask),

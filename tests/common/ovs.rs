@@ -295,11 +295,23 @@ impl FlowEntry {
         self.match_.split(',').filter(|f| !f.is_empty()).collect()
     }
 
+    /// The ECN value the entry is limited to (`nw_ecn=K`, the stale-flow guard's split of
+    /// a restricting entry into four), or None when it matches every ECN value.
+    pub fn ecn(&self) -> Option<u8> {
+        self.match_fields()
+            .iter()
+            .find_map(|f| f.strip_prefix("nw_ecn=")?.parse().ok())
+    }
+
     /// Whether the entry drops the IPv4 packets from `ip` it matches: an explicit
-    /// `nw_src=ip` drop, or an IPv4-wide drop.
+    /// `nw_src=ip` drop, or an IPv4-wide drop (either possibly limited to one ECN value).
     pub fn drops_ipv4_from(&self, ip: &str) -> bool {
         let src = format!("nw_src={ip}");
-        let fields = self.match_fields();
+        let fields: Vec<&str> = self
+            .match_fields()
+            .into_iter()
+            .filter(|f| !f.starts_with("nw_ecn="))
+            .collect();
         let ipv4 = |f: &&str| matches!(*f, "ip" | "dl_type=0x0800" | "eth_type=0x0800");
         self.actions == "drop"
             && (fields.contains(&src.as_str()) || (fields.len() == 1 && ipv4(&fields[0])))
@@ -310,6 +322,23 @@ impl FlowEntry {
         let src = format!("nw_src={ip}");
         self.actions != "drop" && self.match_fields().contains(&src.as_str())
     }
+}
+
+/// Whether `flows` drop every IPv4 packet from `ip`: drop entries for it covering all four
+/// ECN values (one entry without `nw_ecn`, or the guard's four twins).
+pub fn drops_all_ipv4_from(flows: &[FlowEntry], ip: &str) -> bool {
+    let mut covered = [false; 4];
+    for f in flows.iter().filter(|f| f.drops_ipv4_from(ip)) {
+        match f.ecn() {
+            Some(e) => {
+                if let Some(c) = covered.get_mut(usize::from(e)) {
+                    *c = true;
+                }
+            }
+            None => covered = [true; 4],
+        }
+    }
+    covered.iter().all(|&c| c)
 }
 
 /// A background ping (a flood or a monitor); interrupted and reaped when dropped.
@@ -323,6 +352,14 @@ pub struct Pinger {
 pub struct PingResult {
     pub transmitted: u64,
     pub received: u64,
+}
+
+/// The Unix times of the replies in `ping -D` output (`[1796526347.198499] 64 bytes from`).
+pub fn reply_times(text: &str) -> Vec<f64> {
+    text.lines()
+        .filter(|l| l.contains(" bytes from "))
+        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
+        .collect()
 }
 
 /// Parses ping's "N packets transmitted, M received" summary line.
@@ -363,6 +400,13 @@ impl Pinger {
     pub fn stop(mut self) -> PingResult {
         self.interrupt();
         self.collect()
+    }
+
+    /// Waits for ping to end by itself and returns everything it printed.
+    pub fn finish_output(mut self) -> String {
+        let child = self.child.take().expect("ping child");
+        let out = child.wait_with_output().expect("wait for ping");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn interrupt(&mut self) {
@@ -569,6 +613,26 @@ impl Testbed {
         Pinger::spawn(from, &args, format!("ping h{from} -> {to_ip}"))
     }
 
+    /// A steady background ping every 100 ms for `secs` seconds, each reply stamped with
+    /// its Unix time (`ping -D`); `stop_output`/`finish_output` return what it printed.
+    pub fn spawn_steady_ping(&self, from: usize, to_ip: &str, secs: u32) -> Pinger {
+        let args: Vec<String> = [
+            "-n",
+            "-D",
+            "-i",
+            "0.1",
+            "-W",
+            "1",
+            "-w",
+            &secs.to_string(),
+            to_ip,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        Pinger::spawn(from, &args, format!("steady ping h{from} -> {to_ip}"))
+    }
+
     /// A bounded ping flood from host `from`: at most `count` echo requests, `max_secs`
     /// seconds. Runs in the background; `finish()` waits for it.
     ///
@@ -651,6 +715,11 @@ impl Testbed {
             }
         }
         out
+    }
+
+    /// The datapath's cached flows (`ovs-appctl dpctl/dump-flows`), for diagnostics.
+    pub fn datapath_flows(&self) -> String {
+        self.appctl(&["dpctl/dump-flows"])
     }
 
     /// `ovs-ofctl -O OpenFlow13 <verb> s1` (dump-meters, meter-features, …): its output.
