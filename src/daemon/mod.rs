@@ -23,16 +23,18 @@ use crate::flow::definition::FlowDef;
 use crate::flow::engine::FlowEngine;
 use crate::flow::key::FlowKey;
 use crate::flow::{FlowSet, ThresholdId};
-use crate::ingest::{self, Event, IngestCore, WorkerReport, WorkerShell, WorkerStats};
+use crate::ingest::{IngestCore, WorkerStats};
 use crate::sflow::DecodeError;
 // The daemon's threads (policy, openflow, changes) print times and keep latencies this way.
 use crate::timing::{format_unix_ms, latency_histogram};
 
 pub mod changes;
+pub mod ingest;
 pub mod openflow;
 pub mod policy;
 pub mod report;
 
+use ingest::{Event, WorkerReport, WorkerShell};
 use openflow::{OfClient, OfQuery, OpenflowServer};
 use policy::{PolicyQuery, PolicyRequest, PolicyThread};
 
@@ -175,18 +177,7 @@ pub fn run(mut config: Config, built: Built, overrides: Overrides) -> anyhow::Re
             .pin
             .then(|| cores.get(id % cores.len().max(1)).copied())
             .flatten();
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("reflex-ingest-{id}"))
-                .spawn(move || {
-                    if let Some(core_id) = pin {
-                        if !core_affinity::set_for_current(core_id) {
-                            tracing::warn!(worker = id, "could not pin to a core");
-                        }
-                    }
-                    ingest::run_worker(shell, core)
-                })?,
-        );
+        threads.push(ingest::spawn(shell, core, pin)?);
     }
     drop(event_tx);
     drop(report_tx);

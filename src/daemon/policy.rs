@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::control::protocol::{Reply, Request};
-use crate::ingest::{Event, Rearm};
 use crate::journal::Journal;
 use crate::policy::engine::{PolicyEngine, ReactionOutcome};
 use crate::policy::fsm::{Change, FsmSnapshot};
@@ -21,6 +20,7 @@ use crate::policy::ModuleId;
 use crate::policy::{self, Delta, Rule};
 
 use super::changes::{Cause, ChangeLog};
+use super::ingest::{Event, Rearm};
 use super::{format_unix_ms, latency_histogram, Names};
 
 /// Where compiled rules go (the OpenFlow server, or nothing).
