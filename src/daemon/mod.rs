@@ -11,12 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use crossbeam_channel::bounded;
 
 use crate::config::{Built, Config};
-use crate::control::server::Server;
-use crate::flow::engine::FlowEngine;
+use crate::control::server::{Server, ServerError};
+use crate::flow::engine::{EngineError, FlowEngine};
 use crate::ingest::{IngestCore, WorkerStats};
 // The daemon's threads (openflow) print times this way.
 use crate::timing::format_unix_ms;
@@ -24,6 +23,7 @@ use crate::timing::format_unix_ms;
 pub mod changes;
 pub mod control;
 pub mod ingest;
+pub mod metrics;
 pub mod names;
 pub mod openflow;
 pub mod policy;
@@ -31,9 +31,42 @@ pub mod report;
 
 use control::ControlHandler;
 use ingest::{Event, WorkerReport, WorkerShell};
+use metrics::MetricsBindError;
 use names::Names;
-use openflow::OpenflowServer;
-use policy::{PolicyCommand, PolicyThread};
+use openflow::{OpenflowServer, OpenflowStartError};
+use policy::{PolicyCommand, PolicyStartError, PolicyThread};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Control(#[from] ServerError),
+    #[error("cannot listen for sFlow on udp {addr}: {source}")]
+    Sflow {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Openflow(#[from] OpenflowStartError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsBindError),
+    #[error("cannot install signal handler: {0}")]
+    Signal(#[source] std::io::Error),
+    #[error(transparent)]
+    Flows(#[from] EngineError),
+    #[error(transparent)]
+    Policy(#[from] PolicyStartError),
+    #[error("cannot start the {thread} thread: {source}")]
+    Thread {
+        thread: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// The error of a thread that could not be started.
+fn thread_error(thread: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
+    move |source| DaemonError::Thread { thread, source }
+}
 
 /// Command-line overrides applied on top of the configuration.
 #[derive(Clone, Debug, Default)]
@@ -59,7 +92,7 @@ const REPORT_EVERY: Duration = Duration::from_millis(100);
 
 /// Runs the daemon until SIGTERM or SIGINT, with the cores `built` from `config` (by
 /// [`Config::build`], the function `--check-config` runs).
-pub fn run(mut config: Config, built: Built, overrides: Overrides) -> anyhow::Result<()> {
+pub fn run(mut config: Config, built: Built, overrides: Overrides) -> Result<(), DaemonError> {
     if let Some(addr) = overrides.sflow {
         config.sflow.listen = addr;
     }
@@ -94,9 +127,12 @@ pub fn run(mut config: Config, built: Built, overrides: Overrides) -> anyhow::Re
         config.sflow.rcvbuf,
         Duration::from_millis(100),
     )
-    .with_context(|| format!("cannot listen for sFlow on udp {}", config.sflow.listen))?;
+    .map_err(|source| DaemonError::Sflow {
+        addr: config.sflow.listen,
+        source,
+    })?;
     let openflow_server = OpenflowServer::bind(config.openflow.listen)?;
-    let metrics = crate::metrics::bind(config.metrics.listen)?;
+    let metrics_server = metrics::bind(config.metrics.listen)?;
     let rcvbuf = sockets.first().map_or(0, crate::io::udp::rcvbuf);
     tracing::info!(
         sflow = %config.sflow.listen,
@@ -109,7 +145,7 @@ pub fn run(mut config: Config, built: Built, overrides: Overrides) -> anyhow::Re
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, stop.clone()).context("cannot install signal handler")?;
+        signal_hook::flag::register(sig, stop.clone()).map_err(DaemonError::Signal)?;
     }
 
     // The OpenFlow server fills these (`mark_wired`, then the counters); else they read 0.
@@ -147,7 +183,7 @@ pub fn run(mut config: Config, built: Built, overrides: Overrides) -> anyhow::Re
             .pin
             .then(|| cores.get(id % cores.len().max(1)).copied())
             .flatten();
-        threads.push(ingest::spawn(shell, core, pin)?);
+        threads.push(ingest::spawn(shell, core, pin).map_err(thread_error("ingest"))?);
     }
     drop(event_tx);
     drop(report_tx);
@@ -184,7 +220,11 @@ pub fn run(mut config: Config, built: Built, overrides: Overrides) -> anyhow::Re
     )?
     .with_rearm(rearm_txs);
     let (command_tx, command_rx) = bounded::<PolicyCommand>(COMMAND_QUEUE);
-    threads.push(policy.spawn(event_rx, command_rx, stop.clone())?);
+    threads.push(
+        policy
+            .spawn(event_rx, command_rx, stop.clone())
+            .map_err(thread_error("policy"))?,
+    );
 
     let handler = ControlHandler::new(
         names,
@@ -195,13 +235,12 @@ pub fn run(mut config: Config, built: Built, overrides: Overrides) -> anyhow::Re
         crate::io::now_ns(),
         config.clone(),
     );
-    let (control_thread, local) = control::spawn(control, handler, stop.clone())?;
-    threads.extend(crate::metrics::spawn(
-        metrics,
-        local,
-        openflow_metrics,
-        stop.clone(),
-    )?);
+    let (control_thread, local) =
+        control::spawn(control, handler, stop.clone()).map_err(thread_error("control"))?;
+    threads.extend(
+        metrics::spawn(metrics_server, local, openflow_metrics, stop.clone())
+            .map_err(thread_error("metrics"))?,
+    );
 
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));

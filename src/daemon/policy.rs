@@ -12,8 +12,10 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
 
-use crate::journal::Journal;
-use crate::policy::engine::{InstanceView, PolicyEngine, ReactionOutcome, Violation};
+use crate::journal::{Journal, JournalError};
+use crate::policy::engine::{
+    InstanceView, PolicyConfigError, PolicyEngine, ReactionOutcome, Violation,
+};
 use crate::policy::fsm::{Change, FsmError, FsmSnapshot};
 use crate::policy::ModuleId;
 use crate::policy::{self, Delta, Rule};
@@ -37,6 +39,15 @@ pub struct NoSink;
 impl RuleSink for NoSink {
     fn full(&mut self, _: &[Rule], _: &[(u32, u32)]) {}
     fn delta(&mut self, _: &Delta, _: &[(u32, u32)]) {}
+}
+
+/// Why the policy thread could not start from its journal.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyStartError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("the journaled FSM state does not fit the policy: {0}")]
+    Restore(#[from] PolicyConfigError),
 }
 
 /// What the control thread may ask the policy thread; each command carries the bounded
@@ -226,7 +237,7 @@ impl PolicyThread {
         compact_after: usize,
         mut sink: Box<dyn RuleSink>,
         names: Arc<Names>,
-    ) -> anyhow::Result<PolicyThread> {
+    ) -> Result<PolicyThread, PolicyStartError> {
         let mut journal = None;
         if let Some(dir) = state_dir {
             let (j, recovered) = StateJournal::open(dir)?;
