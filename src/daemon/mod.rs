@@ -1,6 +1,7 @@
 //! reflexd's wiring: binds every socket first (so a busy port fails before anything runs),
-//! then starts the ingest workers, the OpenFlow thread, the policy thread and the control
-//! thread, and stops them all on SIGTERM/SIGINT.
+//! builds the bounded channels between the threads, starts the ingest workers, the OpenFlow
+//! thread, the policy thread, the control thread and the metrics thread (one file each
+//! here), and stops them all on SIGTERM/SIGINT.
 //!
 //! Threads share nothing mutable on the measurement path: workers publish counters through
 //! their own atomics and send events and periodic reports over bounded channels.
@@ -17,8 +18,6 @@ use crate::config::{Built, Config};
 use crate::control::server::{Server, ServerError};
 use crate::flow::engine::{EngineError, FlowEngine};
 use crate::ingest::{IngestCore, WorkerStats};
-// The daemon's threads (openflow) print times this way.
-use crate::timing::format_unix_ms;
 
 pub mod changes;
 pub mod control;

@@ -41,7 +41,8 @@ use crate::openflow::table::{diff, ofctl_line, Desired, DesiredDelta, FlowOp};
 use crate::openflow::DropMeter;
 use crate::policy::{Delta, Rule};
 
-use super::format_unix_ms;
+use crate::timing::format_unix_ms;
+
 use super::policy::RuleSink;
 
 const LISTENER: Token = Token(0);
