@@ -98,7 +98,7 @@ fn main() -> ExitCode {
     match daemon::run(config, built, overrides) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("reflexd: {e:#}");
+            eprintln!("reflexd: {e}");
             ExitCode::FAILURE
         }
     }

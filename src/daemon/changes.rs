@@ -3,11 +3,7 @@
 
 use std::collections::VecDeque;
 
-use serde_json::{json, Value};
-
 use crate::policy::fsm::{Change, ModuleDef};
-
-use super::format_unix_ms;
 
 const HISTORY: usize = 256;
 
@@ -23,7 +19,8 @@ pub enum Cause {
 }
 
 impl Cause {
-    fn name(self) -> &'static str {
+    /// The cause as the `changes` reply names it.
+    pub fn name(self) -> &'static str {
         match self {
             Cause::Threshold => "threshold",
             Cause::Control => "control",
@@ -32,19 +29,28 @@ impl Cause {
     }
 }
 
-struct Record {
-    unix_ms: u64,
-    module: String,
-    key: String,
-    from: String,
-    to: String,
-    cause: Cause,
+/// One change, named for people.
+#[derive(Clone, Debug)]
+pub struct ChangeRecord {
+    pub unix_ms: u64,
+    pub module: String,
+    pub key: String,
+    pub from: String,
+    pub to: String,
+    pub cause: Cause,
+}
+
+/// The last changes, newest last, and how many there were since start.
+#[derive(Clone, Debug)]
+pub struct RecentChanges {
+    pub total: u64,
+    pub changes: Vec<ChangeRecord>,
 }
 
 /// Recent changes, newest last.
 #[derive(Default)]
 pub struct ChangeLog {
-    recent: VecDeque<Record>,
+    recent: VecDeque<ChangeRecord>,
     total: u64,
 }
 
@@ -58,7 +64,7 @@ impl ChangeLog {
         if self.recent.len() == HISTORY {
             self.recent.pop_front();
         }
-        self.recent.push_back(Record {
+        self.recent.push_back(ChangeRecord {
             unix_ms,
             module: d.name.clone(),
             key: d.key.fmt_key(change.key),
@@ -74,25 +80,12 @@ impl ChangeLog {
         self.total
     }
 
-    /// The `changes` reply: the last `max` changes, newest last.
-    pub fn json(&self, max: usize) -> Value {
+    /// The last `max` changes, newest last.
+    pub fn recent(&self, max: usize) -> RecentChanges {
         let skip = self.recent.len().saturating_sub(max);
-        let changes: Vec<Value> = self
-            .recent
-            .iter()
-            .skip(skip)
-            .map(|r| {
-                json!({
-                    "unix_ms": r.unix_ms,
-                    "time": format_unix_ms(r.unix_ms),
-                    "module": r.module,
-                    "key": r.key,
-                    "from": r.from,
-                    "to": r.to,
-                    "cause": r.cause.name(),
-                })
-            })
-            .collect();
-        json!({"total": self.total, "changes": changes})
+        RecentChanges {
+            total: self.total,
+            changes: self.recent.iter().skip(skip).cloned().collect(),
+        }
     }
 }

@@ -27,7 +27,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -42,7 +41,8 @@ use crate::openflow::table::{diff, ofctl_line, Desired, DesiredDelta, FlowOp};
 use crate::openflow::DropMeter;
 use crate::policy::{Delta, Rule};
 
-use super::format_unix_ms;
+use crate::timing::format_unix_ms;
+
 use super::policy::RuleSink;
 
 const LISTENER: Token = Token(0);
@@ -84,6 +84,21 @@ pub struct OfRequest {
     pub reply: Sender<Reply>,
 }
 
+/// Why the OpenFlow side could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenflowStartError {
+    #[error("cannot listen for OpenFlow on tcp {addr}: {source}")]
+    Listen { addr: SocketAddr, source: io::Error },
+    #[error("cannot create the OpenFlow poller: {0}")]
+    Poller(#[source] io::Error),
+    #[error("cannot create waker: {0}")]
+    Waker(#[source] io::Error),
+    #[error("cannot register the OpenFlow listener: {0}")]
+    Register(#[source] io::Error),
+    #[error("cannot start the OpenFlow thread: {0}")]
+    Thread(#[source] io::Error),
+}
+
 /// The listener, bound before any thread starts so a busy port fails cleanly.
 pub struct OpenflowServer {
     listener: TcpListener,
@@ -92,12 +107,10 @@ pub struct OpenflowServer {
 
 impl OpenflowServer {
     /// Binds `addr` (TCP).
-    pub fn bind(addr: SocketAddr) -> anyhow::Result<OpenflowServer> {
-        let std_listener = std::net::TcpListener::bind(addr)
-            .with_context(|| format!("cannot listen for OpenFlow on tcp {addr}"))?;
-        std_listener
-            .set_nonblocking(true)
-            .with_context(|| format!("cannot listen for OpenFlow on tcp {addr}"))?;
+    pub fn bind(addr: SocketAddr) -> Result<OpenflowServer, OpenflowStartError> {
+        let listen_err = |source| OpenflowStartError::Listen { addr, source };
+        let std_listener = std::net::TcpListener::bind(addr).map_err(listen_err)?;
+        std_listener.set_nonblocking(true).map_err(listen_err)?;
         let addr = std_listener.local_addr().unwrap_or(addr);
         Ok(OpenflowServer {
             listener: TcpListener::from_std(std_listener),
@@ -239,14 +252,14 @@ pub fn spawn(
     stale_flow_guard: bool,
     stop: Arc<AtomicBool>,
     metrics: Arc<crate::metrics::OpenflowMetrics>,
-) -> anyhow::Result<(std::thread::JoinHandle<()>, OfSink, OfClient)> {
+) -> Result<(std::thread::JoinHandle<()>, OfSink, OfClient), OpenflowStartError> {
     metrics.mark_wired();
-    let poll = Poll::new().context("cannot create the OpenFlow poller")?;
-    let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("cannot create waker")?);
+    let poll = Poll::new().map_err(OpenflowStartError::Poller)?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(OpenflowStartError::Waker)?);
     let mut listener = server.listener;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)
-        .context("cannot register the OpenFlow listener")?;
+        .map_err(OpenflowStartError::Register)?;
     let (update_tx, update_rx) = bounded(UPDATE_QUEUE);
     let (query_tx, query_rx) = bounded(64);
     let mut t = OfThread {
@@ -273,7 +286,8 @@ pub fn spawn(
             if let Err(e) = t.run(&stop) {
                 tracing::error!(error = %e, "OpenFlow thread stopped");
             }
-        })?;
+        })
+        .map_err(OpenflowStartError::Thread)?;
     Ok((
         handle,
         OfSink {

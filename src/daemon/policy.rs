@@ -1,6 +1,7 @@
 //! The policy thread: the single writer of FSM state. It takes threshold events from the
-//! ingest workers and requests from the control socket, runs reactions, journals every
-//! state change, and hands rule deltas to the OpenFlow side.
+//! ingest workers and [`PolicyCommand`]s from the control thread, runs reactions, journals
+//! every state change, and hands rule deltas to the OpenFlow side. It answers commands with
+//! typed values; the control thread turns them into replies.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -10,18 +11,19 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
-use crate::control::protocol::{Reply, Request};
-use crate::ingest::{Event, Rearm};
-use crate::journal::Journal;
-use crate::policy::engine::{PolicyEngine, ReactionOutcome};
-use crate::policy::fsm::{Change, FsmSnapshot};
+use crate::journal::{Journal, JournalError};
+use crate::policy::engine::{
+    InstanceView, PolicyConfigError, PolicyEngine, ReactionOutcome, Violation,
+};
+use crate::policy::fsm::{Change, FsmError, FsmSnapshot};
 use crate::policy::ModuleId;
 use crate::policy::{self, Delta, Rule};
+use crate::timing::latency_histogram;
 
-use super::changes::{Cause, ChangeLog};
-use super::{format_unix_ms, latency_histogram, Names};
+use super::changes::{Cause, ChangeLog, RecentChanges};
+use super::ingest::{Event, Rearm};
+use super::names::Names;
 
 /// Where compiled rules go (the OpenFlow server, or nothing).
 pub trait RuleSink: Send {
@@ -39,17 +41,143 @@ impl RuleSink for NoSink {
     fn delta(&mut self, _: &Delta, _: &[(u32, u32)]) {}
 }
 
-/// A request for the policy thread, with where to send the answer.
-pub struct PolicyRequest {
-    pub query: PolicyQuery,
-    pub reply: Sender<Reply>,
+/// Why the policy thread could not start from its journal.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyStartError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("the journaled FSM state does not fit the policy: {0}")]
+    Restore(#[from] PolicyConfigError),
 }
 
-/// What the control thread may ask.
-pub enum PolicyQuery {
-    Control(Request),
-    /// Event counters and latency percentiles, for `stats`.
-    EventStats,
+/// What the control thread may ask the policy thread; each command carries the bounded
+/// channel its typed answer goes to.
+pub enum PolicyCommand {
+    /// An operator's event: move an instance to a state (journaled before the answer).
+    Event {
+        event: policy::Event,
+        reply: Sender<Result<EventApplied, FsmError>>,
+    },
+    /// One instance's state.
+    StateOf {
+        module: String,
+        key: String,
+        reply: Sender<Result<String, FsmError>>,
+    },
+    /// The modules, and every instance away from its initial state (of `module` only, if
+    /// given).
+    Instances {
+        module: Option<String>,
+        reply: Sender<Instances>,
+    },
+    /// The last `max` threshold events.
+    Events {
+        max: usize,
+        reply: Sender<RecentEvents>,
+    },
+    /// The last `max` FSM changes.
+    Changes {
+        max: usize,
+        reply: Sender<RecentChanges>,
+    },
+    /// The composed policy and its compiled rules and meters.
+    Policy { reply: Sender<PolicyView> },
+    /// The configured assertions that do not hold.
+    Check { reply: Sender<Vec<Violation>> },
+    /// Event counters and latencies, for `stats`.
+    Stats { reply: Sender<PolicyStats> },
+}
+
+/// What an operator's event did.
+#[derive(Clone, Debug)]
+pub struct EventApplied {
+    /// The instance's state before (absent if the module or key did not resolve).
+    pub from: Option<String>,
+    pub changed: bool,
+    /// The instance's new state or renewed hold is in the journal.
+    pub journaled: bool,
+    pub rules_added: usize,
+    pub rules_modified: usize,
+    pub rules_removed: usize,
+}
+
+/// A module as listed by `state`.
+#[derive(Clone, Debug)]
+pub struct ModuleSummary {
+    pub name: String,
+    pub states: Vec<String>,
+    pub initial: String,
+}
+
+/// The answer to [`PolicyCommand::Instances`].
+#[derive(Clone, Debug)]
+pub struct Instances {
+    pub modules: Vec<ModuleSummary>,
+    pub instances: Vec<InstanceView>,
+}
+
+/// A threshold event as the policy thread took it.
+#[derive(Clone, Debug)]
+pub struct EventRecord {
+    pub event: Event,
+    pub unix_ms: u64,
+    /// recvmmsg return → taken by the policy thread.
+    pub latency_ns: u64,
+    /// What the reactions did, in words.
+    pub outcome: String,
+}
+
+/// The answer to [`PolicyCommand::Events`]: the newest last.
+#[derive(Clone, Debug)]
+pub struct RecentEvents {
+    /// Events taken since start.
+    pub total: u64,
+    pub events: Vec<EventRecord>,
+}
+
+/// The answer to [`PolicyCommand::Policy`].
+#[derive(Clone, Debug)]
+pub struct PolicyView {
+    pub main: String,
+    pub rules: Vec<Rule>,
+    pub meters: Vec<(u32, u32)>,
+}
+
+/// A latency histogram's summary, in nanoseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+    pub mean_ns: f64,
+}
+
+impl LatencySummary {
+    fn of(h: &hdrhistogram::Histogram<u64>) -> LatencySummary {
+        LatencySummary {
+            count: h.len(),
+            p50_ns: h.value_at_quantile(0.5),
+            p99_ns: h.value_at_quantile(0.99),
+            max_ns: h.max(),
+            mean_ns: h.mean(),
+        }
+    }
+}
+
+/// The answer to [`PolicyCommand::Stats`].
+#[derive(Clone, Copy, Debug)]
+pub struct PolicyStats {
+    /// Threshold events taken.
+    pub delivered: u64,
+    /// recvmmsg return → event taken by this thread.
+    pub delivery: LatencySummary,
+    /// recvmmsg return → the reaction's delta handed to the OpenFlow side.
+    pub reaction: LatencySummary,
+    pub journal_errors: u64,
+    pub fsm_changes: u64,
+    pub rearms_sent: u64,
+    pub rearms_dropped: u64,
 }
 
 /// A state change as journaled.
@@ -74,13 +202,6 @@ struct JournalSnapshot {
 type StateJournal = Journal<JournalSnapshot, JournalRecord>;
 
 const EVENT_HISTORY: usize = 1024;
-
-struct EventRecord {
-    event: Event,
-    unix_ms: u64,
-    latency_ns: u64,
-    outcome: String,
-}
 
 /// The policy thread's state.
 pub struct PolicyThread {
@@ -116,7 +237,7 @@ impl PolicyThread {
         compact_after: usize,
         mut sink: Box<dyn RuleSink>,
         names: Arc<Names>,
-    ) -> anyhow::Result<PolicyThread> {
+    ) -> Result<PolicyThread, PolicyStartError> {
         let mut journal = None;
         if let Some(dir) = state_dir {
             let (j, recovered) = StateJournal::open(dir)?;
@@ -183,7 +304,6 @@ impl PolicyThread {
         Ok(t)
     }
 
-    /// Runs until `stop` is set.
     /// Where to send re-arms (one sender per ingest worker).
     pub fn with_rearm(mut self, workers: Vec<Sender<Rearm>>) -> PolicyThread {
         self.rearm = workers;
@@ -209,10 +329,22 @@ impl PolicyThread {
         }
     }
 
-    pub fn run(
+    /// Starts the thread; it runs until `stop` is set.
+    pub fn spawn(
+        self,
+        events: Receiver<Event>,
+        commands: Receiver<PolicyCommand>,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("reflex-policy".into())
+            .spawn(move || self.run(events, commands, stop))
+    }
+
+    fn run(
         mut self,
         events: Receiver<Event>,
-        requests: Receiver<PolicyRequest>,
+        commands: Receiver<PolicyCommand>,
         stop: Arc<AtomicBool>,
     ) {
         while !stop.load(Ordering::Relaxed) {
@@ -225,10 +357,7 @@ impl PolicyThread {
                 });
             crossbeam_channel::select! {
                 recv(events) -> e => if let Ok(e) = e { self.on_threshold(e) },
-                recv(requests) -> r => if let Ok(r) = r {
-                    let reply = self.on_request(r.query);
-                    let _ = r.reply.send(reply);
-                },
+                recv(commands) -> c => if let Ok(c) = c { self.on_command(c) },
                 default(wait) => {}
             }
             let now = crate::io::now_ns();
@@ -357,211 +486,108 @@ impl PolicyThread {
         }
     }
 
-    fn on_request(&mut self, query: PolicyQuery) -> Reply {
-        match query {
-            PolicyQuery::EventStats => Reply::ok(self.event_stats()),
-            PolicyQuery::Control(request) => match request {
-                Request::Event {
-                    module,
-                    key,
-                    state,
-                    hold,
-                    then,
-                } => self.control_event(module, key, state, hold, then),
-                Request::State { module, key } => self.state(module, key),
-                Request::Events { max } => Reply::ok(self.events_json(max)),
-                Request::Changes { max } => Reply::ok(self.changes.json(max)),
-                Request::Policy => Reply::ok(self.policy_json()),
-                Request::Check => {
-                    let v = self.engine.check();
-                    Reply::ok(json!({"ok": v.is_empty(), "violations": v}))
-                }
-                other => Reply::error(format!("the policy thread does not answer {other:?}")),
-            },
+    /// Answers one command; a command whose asker gave up is answered into the void.
+    fn on_command(&mut self, command: PolicyCommand) {
+        match command {
+            PolicyCommand::Event { event, reply } => {
+                let _ = reply.send(self.control_event(&event));
+            }
+            PolicyCommand::StateOf { module, key, reply } => {
+                let state = self.engine.state(&module, &key).map(str::to_owned);
+                let _ = reply.send(state);
+            }
+            PolicyCommand::Instances { module, reply } => {
+                let _ = reply.send(self.instances(module.as_deref()));
+            }
+            PolicyCommand::Events { max, reply } => {
+                let skip = self.recent.len().saturating_sub(max);
+                let _ = reply.send(RecentEvents {
+                    total: self.events_total,
+                    events: self.recent.iter().skip(skip).cloned().collect(),
+                });
+            }
+            PolicyCommand::Changes { max, reply } => {
+                let _ = reply.send(self.changes.recent(max));
+            }
+            PolicyCommand::Policy { reply } => {
+                let _ = reply.send(PolicyView {
+                    main: self.engine.main_text(),
+                    rules: self.engine.rules(),
+                    meters: self.engine.meters(),
+                });
+            }
+            PolicyCommand::Check { reply } => {
+                let _ = reply.send(self.engine.check());
+            }
+            PolicyCommand::Stats { reply } => {
+                let _ = reply.send(PolicyStats {
+                    delivered: self.events_total,
+                    delivery: LatencySummary::of(&self.delivery),
+                    reaction: LatencySummary::of(&self.reaction),
+                    journal_errors: self.journal_errors,
+                    fsm_changes: self.changes.total(),
+                    rearms_sent: self.rearms_sent,
+                    rearms_dropped: self.rearms_dropped,
+                });
+            }
         }
     }
 
-    fn control_event(
-        &mut self,
-        module: String,
-        key: String,
-        state: String,
-        hold: Option<f64>,
-        then: Option<String>,
-    ) -> Reply {
-        let hold_ns = match hold {
-            Some(h) if !(h.is_finite() && h > 0.0) => {
-                return Reply::error("hold must be a positive number of seconds")
-            }
-            Some(h) => Some((h * 1e9) as u64),
-            None => None,
-        };
-        let ev = policy::Event {
-            module,
-            key,
-            state,
-            hold_ns,
-            then,
-        };
+    fn control_event(&mut self, ev: &policy::Event) -> Result<EventApplied, FsmError> {
         let now = crate::io::now_ns();
         let from = self.engine.state(&ev.module, &ev.key).map(str::to_owned);
-        match self.engine.apply_event(&ev, now) {
-            Err(e) => Reply::error(e.to_string()),
-            Ok((change, delta)) => {
-                if !delta.is_empty() {
-                    self.sink.delta(&delta, &self.engine.meters());
-                }
-                if let Some(c) = &change {
-                    let modules = self.engine.fsm().modules();
-                    self.changes
-                        .record(modules, c, Cause::Control, unix_now_ms());
-                    self.rearm_after(c);
-                }
-                // Journal before acknowledging (a renewed hold is journaled too).
-                let target = match &change {
-                    Some(c) => Some((c.module, c.key)),
-                    None if hold_ns.is_some() => {
-                        self.engine.fsm().module_id(&ev.module).and_then(|m| {
-                            Some((m, self.engine.fsm().modules()[m].key.parse_key(&ev.key)?))
-                        })
-                    }
-                    None => None,
-                };
-                if let Some((m, k)) = target {
-                    self.journal_instance(m, k);
-                }
-                let journaled = target.is_some() && self.journal.is_some();
-                tracing::info!(module = %ev.module, key = %ev.key, state = %ev.state, hold = ?hold, changed = change.is_some(), "control event");
-                Reply::ok(json!({
-                    "module": ev.module,
-                    "key": ev.key,
-                    "from": from.ok(),
-                    "state": ev.state,
-                    "changed": change.is_some(),
-                    "hold_s": hold,
-                    "journaled": journaled,
-                    "rules": {
-                        "added": delta.added.len(),
-                        "modified": delta.modified.len(),
-                        "removed": delta.removed.len(),
-                    },
-                }))
-            }
+        let (change, delta) = self.engine.apply_event(ev, now)?;
+        if !delta.is_empty() {
+            self.sink.delta(&delta, &self.engine.meters());
         }
-    }
-
-    fn state(&self, module: Option<String>, key: Option<String>) -> Reply {
-        match (module, key) {
-            (Some(m), Some(k)) => match self.engine.state(&m, &k) {
-                Ok(s) => Reply::ok(json!({"module": m, "key": k, "state": s})),
-                Err(e) => Reply::error(e.to_string()),
-            },
-            (module, None) => {
-                let now = crate::io::now_ns();
-                let list: Vec<_> = self
-                    .engine
-                    .instances(now)
-                    .into_iter()
-                    .filter(|i| module.as_ref().is_none_or(|m| &i.module == m))
-                    .collect();
-                let modules: Vec<Value> = self
-                    .engine
-                    .fsm()
-                    .modules()
-                    .iter()
-                    .map(|d| json!({"name": d.name, "states": d.states, "initial": d.initial}))
-                    .collect();
-                Reply::ok(json!({"modules": modules, "instances": list}))
-            }
-            (None, Some(_)) => Reply::error("a key needs a module (-e MODULE)"),
+        if let Some(c) = &change {
+            let modules = self.engine.fsm().modules();
+            self.changes
+                .record(modules, c, Cause::Control, unix_now_ms());
+            self.rearm_after(c);
         }
-    }
-
-    fn policy_json(&self) -> Value {
-        let rules: Vec<Value> = self
-            .engine
-            .rules()
-            .iter()
-            .map(|r| {
-                json!({
-                    "table": r.table,
-                    "priority": r.priority,
-                    "match": r.pattern.to_string(),
-                    "actions": format_actions(&r.actions),
-                })
-            })
-            .collect();
-        let meters: Vec<Value> = self
-            .engine
-            .meters()
-            .iter()
-            .map(|(id, rate)| json!({"id": id, "rate_pps": rate}))
-            .collect();
-        json!({"main": self.engine.main_text(), "rules": rules, "meters": meters})
-    }
-
-    fn events_json(&self, max: usize) -> Value {
-        let skip = self.recent.len().saturating_sub(max);
-        let events: Vec<Value> = self
-            .recent
-            .iter()
-            .skip(skip)
-            .map(|r| {
-                let e = &r.event;
-                json!({
-                    "id": e.id,
-                    "unix_ms": r.unix_ms,
-                    "time": format_unix_ms(r.unix_ms),
-                    "threshold": self.names.threshold_name(e.threshold),
-                    "flow": self.names.flow_name(e.flow),
-                    "key": self.names.key_text(e.flow, &e.key),
-                    "agent": e.agent.to_string(),
-                    "value": e.value,
-                    "latency_us": r.latency_ns as f64 / 1e3,
-                    "decide_us": e.detected_ns.saturating_sub(e.recv_ns) as f64 / 1e3,
-                    "outcome": r.outcome,
-                })
-            })
-            .collect();
-        json!({"total": self.events_total, "events": events})
-    }
-
-    fn event_stats(&self) -> Value {
-        let pct = |h: &hdrhistogram::Histogram<u64>| {
-            json!({
-                "count": h.len(),
-                "p50_us": h.value_at_quantile(0.5) as f64 / 1e3,
-                "p99_us": h.value_at_quantile(0.99) as f64 / 1e3,
-                "max_us": h.max() as f64 / 1e3,
-                "sum_us": h.mean() * h.len() as f64 / 1e3,
-            })
+        // Journal before acknowledging (a renewed hold is journaled too).
+        let target = match &change {
+            Some(c) => Some((c.module, c.key)),
+            None if ev.hold_ns.is_some() => self
+                .engine
+                .fsm()
+                .module_id(&ev.module)
+                .and_then(|m| Some((m, self.engine.fsm().modules()[m].key.parse_key(&ev.key)?))),
+            None => None,
         };
-        json!({
-            "delivered": self.events_total,
-            "latency": pct(&self.delivery),
-            "reaction_latency": pct(&self.reaction),
-            "journal_errors": self.journal_errors,
-            "fsm_changes": self.changes.total(),
-            "rearms_sent": self.rearms_sent,
-            "rearms_dropped": self.rearms_dropped,
+        if let Some((m, k)) = target {
+            self.journal_instance(m, k);
+        }
+        Ok(EventApplied {
+            from: from.ok(),
+            changed: change.is_some(),
+            journaled: target.is_some() && self.journal.is_some(),
+            rules_added: delta.added.len(),
+            rules_modified: delta.modified.len(),
+            rules_removed: delta.removed.len(),
         })
     }
-}
 
-/// Actions in ovs-ofctl's words.
-pub fn format_actions(actions: &[policy::Action]) -> String {
-    if actions.is_empty() {
-        return "drop".into();
+    fn instances(&self, module: Option<&str>) -> Instances {
+        let now = crate::io::now_ns();
+        let instances = self
+            .engine
+            .instances(now)
+            .into_iter()
+            .filter(|i| module.is_none_or(|m| i.module == m))
+            .collect();
+        let modules = self
+            .engine
+            .fsm()
+            .modules()
+            .iter()
+            .map(|d| ModuleSummary {
+                name: d.name.clone(),
+                states: d.states.clone(),
+                initial: d.initial.clone(),
+            })
+            .collect();
+        Instances { modules, instances }
     }
-    actions
-        .iter()
-        .map(|a| match a {
-            policy::Action::Meter(id) => format!("meter:{id}"),
-            policy::Action::Set(f, v) => format!("set_field:{}->{}", v, f.name()),
-            policy::Action::Output(o) => format!("output:{o}"),
-            policy::Action::Group(b) => format!("group({} buckets)", b.len()),
-            policy::Action::Goto(t) => format!("goto_table:{t}"),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }

@@ -8,8 +8,10 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::ingest::{WorkerReport, WorkerStats};
+use crate::ingest::WorkerStats;
 use crate::sflow::DecodeError;
+
+use super::ingest::WorkerReport;
 
 /// Each worker's counters, in worker order (`stats.per_worker`).
 pub fn per_worker(stats: &[Arc<WorkerStats>], latest: &HashMap<usize, WorkerReport>) -> Value {
