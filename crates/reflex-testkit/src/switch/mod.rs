@@ -1664,6 +1664,159 @@ mod tests {
     }
 
     #[test]
+    fn strict_and_non_strict_commands_follow_openflow_on_canonical_matches() {
+        let mut sw = EmulatedSwitch::new(1, 2);
+        let out = |p: u32| vec![Instruction::ApplyActions(vec![Action::output(p)])];
+        let ip = Match {
+            fields: vec![OxmField::EthType(0x0800)],
+        };
+        let host = Match::builder()
+            .ipv4_src(Ipv4Addr::new(10, 0, 0, 1))
+            .build()
+            .unwrap();
+        // The same match written in the other field order: the same entry.
+        let host_reordered = Match {
+            fields: host.fields.iter().rev().cloned().collect(),
+        };
+        assert_ne!(host_reordered, host);
+        let mods = [
+            FlowMod::add(0, 10, ip.clone(), out(1)),
+            FlowMod::add(0, 20, ip.clone(), out(1)),
+            FlowMod::add(0, 30, host.clone(), out(1)),
+            FlowMod::add(1, 30, host.clone(), out(1)),
+            FlowMod::add(0, 30, host_reordered.clone(), out(2)),
+        ];
+        let msgs: Vec<(u32, Message)> = (0..).zip(mods.into_iter().map(Message::FlowMod)).collect();
+        exchange(&mut sw, 0, &msgs);
+        assert_eq!(sw.table().len(), 4);
+        let instructions_of = |sw: &EmulatedSwitch, table: u8, priority: u16, m: &Match| {
+            let key = EntryKey::new(table, priority, m);
+            sw.table()
+                .iter()
+                .find(|e| EmulatedSwitch::key_of(e) == key)
+                .map(|e| e.instructions.clone())
+        };
+        assert_eq!(instructions_of(&sw, 0, 30, &host), Some(out(2)));
+        // MODIFY_STRICT: that priority alone; on a missing entry, nothing.
+        let mut modify = FlowMod::add(0, 20, ip.clone(), out(3));
+        modify.command = FlowModCommand::ModifyStrict;
+        let mut absent = FlowMod::add(0, 99, ip.clone(), out(3));
+        absent.command = FlowModCommand::ModifyStrict;
+        exchange(
+            &mut sw,
+            0,
+            &[
+                (10, Message::FlowMod(modify)),
+                (11, Message::FlowMod(absent)),
+            ],
+        );
+        assert_eq!(sw.table().len(), 4);
+        assert_eq!(instructions_of(&sw, 0, 20, &ip), Some(out(3)));
+        assert_eq!(instructions_of(&sw, 0, 10, &ip), Some(out(1)));
+        // MODIFY: every priority, and more specific matches, of its table only.
+        let mut modify = FlowMod::add(0, 0, ip.clone(), out(4));
+        modify.command = FlowModCommand::Modify;
+        exchange(&mut sw, 0, &[(12, Message::FlowMod(modify))]);
+        for (p, m) in [(10, &ip), (20, &ip), (30, &host)] {
+            assert_eq!(instructions_of(&sw, 0, p, m), Some(out(4)));
+        }
+        assert_eq!(instructions_of(&sw, 1, 30, &host), Some(out(1)));
+        // DELETE_STRICT by the reordered match; DELETE of table 0 by the broader match.
+        let strict = FlowMod::delete_strict(1, 30, host_reordered);
+        exchange(&mut sw, 0, &[(13, Message::FlowMod(strict))]);
+        assert_eq!(sw.table().len(), 3);
+        exchange(
+            &mut sw,
+            0,
+            &[(14, Message::FlowMod(FlowMod::delete(0, ip)))],
+        );
+        assert!(sw.table().is_empty());
+    }
+
+    #[test]
+    fn a_loaded_table_is_reported_as_given_and_a_chunk_of_one_byte_splits_it_per_entry() {
+        let mut sw = EmulatedSwitch::new(1, 2);
+        let mut kept = EmulatedSwitch::new(1, 2).with_table(3).table().to_vec();
+        kept[1].packet_count = 99;
+        kept.push(kept[0].clone());
+        sw.load_table(&kept);
+        assert_eq!(sw.table(), &kept[..3]);
+        sw.set_multipart_chunk(1);
+        let request = Message::MultipartRequest(reflex::openflow::MultipartRequest {
+            flags: 0,
+            body: MultipartRequestBody::Flow(reflex::openflow::FlowStatsRequest::all()),
+        });
+        let replies = exchange(&mut sw, 0, &[(3, request)]);
+        let got: Vec<(bool, Vec<FlowStats>)> = replies
+            .into_iter()
+            .map(|(_, m)| match m {
+                Message::MultipartReply(MultipartReply {
+                    flags,
+                    body: MultipartReplyBody::Flow(f),
+                }) => (flags == openflow::MULTIPART_MORE, f),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let want: Vec<(bool, Vec<FlowStats>)> =
+            (0..3).map(|i| (i < 2, vec![kept[i].clone()])).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn meters_are_kept_and_a_rejected_message_gets_the_chosen_error() {
+        let mut sw = EmulatedSwitch::new(1, 2);
+        let meter = |command, meter_id, rate| MeterMod {
+            command,
+            flags: 2,
+            meter_id,
+            bands: vec![reflex::openflow::MeterBand::Drop {
+                rate,
+                burst_size: 0,
+            }],
+        };
+        exchange(
+            &mut sw,
+            0,
+            &[
+                (1, Message::MeterMod(meter(MeterModCommand::Add, 1, 10))),
+                (2, Message::MeterMod(meter(MeterModCommand::Add, 2, 20))),
+                (3, Message::MeterMod(meter(MeterModCommand::Modify, 1, 30))),
+                (4, Message::MeterMod(meter(MeterModCommand::Delete, 2, 0))),
+            ],
+        );
+        let ids: Vec<(u32, &Vec<_>)> = sw.meters().iter().map(|(i, m)| (*i, &m.bands)).collect();
+        assert_eq!(ids, [(1, &meter(MeterModCommand::Add, 1, 30).bands)]);
+        exchange(
+            &mut sw,
+            0,
+            &[(
+                5,
+                Message::MeterMod(meter(MeterModCommand::Delete, METER_ALL, 0)),
+            )],
+        );
+        assert!(sw.meters().is_empty());
+        // A flow-mod the driver rejects: an error naming it, the table untouched.
+        let mut bytes = Vec::new();
+        Message::FlowMod(block(Ipv4Addr::new(10, 0, 0, 9))).emit(77, &mut bytes);
+        let mut out = Vec::new();
+        sw.reject(&bytes, OFPET_FLOW_MOD_FAILED, OFPFMFC_BAD_COMMAND, &mut out);
+        let (xid, m) = Message::parse(&out).unwrap();
+        assert_eq!(
+            (xid, m),
+            (
+                77,
+                Message::Error(ErrorMsg {
+                    err_type: OFPET_FLOW_MOD_FAILED,
+                    code: OFPFMFC_BAD_COMMAND,
+                    data: bytes[..64].to_vec(),
+                })
+            )
+        );
+        assert!(sw.table().is_empty());
+        assert_eq!(sw.counters().errors_sent, 1);
+    }
+
+    #[test]
     fn set_async_is_accepted_silently() {
         let mut sw = EmulatedSwitch::new(1, 2);
         let set_async = Message::Other {
