@@ -1,7 +1,8 @@
 //! The emulated OpenFlow 1.3 switch: one sans-IO state machine, [`EmulatedSwitch`], over
-//! the library codec, and two drivers of it. `reflex-load switch` and `mitigate` drive it
+//! the library codec, and the drivers of it. `reflex-load switch` and `mitigate` drive it
 //! from a mio loop and let it answer everything (load tests, controller benchmarks);
-//! [`FakeSwitch`] drives it over blocking loopback TCP for integration tests, handing each
+//! [`EmulatedSwitch::converse`] plays it against a library `Session` in memory (tests and
+//! benchmarks of the session); [`FakeSwitch`] drives it over blocking loopback TCP for integration tests, handing each
 //! controller message to the test first so that the test can script the handshake's order,
 //! reject flow-mods, hold barriers or stop reading, and compare the flow table with the
 //! desired one.
@@ -30,6 +31,7 @@ mod scripted;
 
 pub use scripted::{entry, FakeSwitch};
 
+use reflex::openflow::session::Session;
 use reflex::openflow::table::{canonical_match, EntryKey};
 use reflex::openflow::{
     self, frame, negotiate, Action, Desc, ErrorMsg, Features, FlowMod, FlowModCommand, FlowStats,
@@ -650,6 +652,31 @@ impl EmulatedSwitch {
         self.prev_in = self.last_in;
         self.last_in = Some(SentPacketIn { eth_src, buffer_id });
         true
+    }
+
+    /// Plays this switch against the library's controller side in memory: sends its HELLO,
+    /// then passes bytes both ways until `session` has nothing more to send (for a new
+    /// session, the handshake up to Ready). What the session queues afterwards (a sync's
+    /// flow-mods) stays queued for the caller.
+    pub fn converse(&mut self, now_ns: u64, session: &mut Session) -> Result<(), SwitchError> {
+        let mut to_session = Vec::new();
+        self.start(&mut to_session);
+        loop {
+            if !to_session.is_empty() {
+                session.handle_input(now_ns, &to_session);
+                to_session.clear();
+            }
+            let from_session = session.poll_transmit();
+            if from_session.is_empty() {
+                return Ok(());
+            }
+            let used = self.receive(now_ns, from_session, &mut to_session)?;
+            if used == 0 {
+                // Only part of a message queued: nothing either side can do.
+                return Ok(());
+            }
+            session.advance_transmit(used);
+        }
     }
 
     /// Counts a response that names only the PACKET_IN before the latest one as stale.
@@ -1814,6 +1841,18 @@ mod tests {
         );
         assert!(sw.table().is_empty());
         assert_eq!(sw.counters().errors_sent, 1);
+    }
+
+    #[test]
+    fn a_library_session_conversing_in_memory_gets_through_its_handshake() {
+        use reflex::openflow::session::{Phase, SessionConfig};
+        let mut session = Session::new(0, SessionConfig::default());
+        let mut sw = EmulatedSwitch::new(5, 2).with_table(3);
+        sw.converse(0, &mut session).unwrap();
+        assert_eq!(session.phase(), Phase::Ready);
+        assert!(sw.connected());
+        assert_eq!(sw.config().miss_send_len, 0xffff);
+        assert!(session.poll_transmit().is_empty());
     }
 
     #[test]
