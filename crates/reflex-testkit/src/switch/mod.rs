@@ -2,10 +2,10 @@
 //! the library codec, and the drivers of it. `reflex-load switch` and `mitigate` drive it
 //! from a mio loop and let it answer everything (load tests, controller benchmarks);
 //! [`EmulatedSwitch::converse`] plays it against a library `Session` in memory (tests and
-//! benchmarks of the session); [`FakeSwitch`] drives it over blocking loopback TCP for integration tests, handing each
-//! controller message to the test first so that the test can script the handshake's order,
-//! reject flow-mods, hold barriers or stop reading, and compare the flow table with the
-//! desired one.
+//! benchmarks of the session); [`FakeSwitch`] drives it over blocking loopback TCP for
+//! integration tests, handing each controller message to the test first so that the test
+//! can script the handshake's order, reject flow-mods, hold barriers or stop reading, and
+//! compare the flow table with the desired one.
 //!
 //! [`EmulatedSwitch::receive`] takes the bytes read from the controller connection and
 //! `now_ns`, appends every reply to the caller's output buffer and records each flow-mod
