@@ -12,10 +12,8 @@ use reflex::openflow::learning::emit_table_miss;
 use reflex::openflow::learning::{answer, emit_packet_in, LearningConfig, MacTable, PacketInView};
 use reflex::openflow::session::{Session, SessionConfig};
 use reflex::openflow::table::{learning_miss_entry, Desired};
-use reflex::openflow::{
-    frame, Action, Features, FlowMod, Hello, Instruction, Match, Message, MultipartReply,
-    MultipartReplyBody, NO_BUFFER,
-};
+use reflex::openflow::{frame, Action, FlowMod, Instruction, Match, Message, NO_BUFFER};
+use reflex_testkit::switch::EmulatedSwitch;
 
 const N: usize = 4096;
 
@@ -154,12 +152,6 @@ fn drain(s: &mut Session) -> Vec<(u32, Message)> {
     out
 }
 
-fn feed(s: &mut Session, xid: u32, m: &Message) {
-    let mut b = Vec::new();
-    m.emit(xid, &mut b);
-    s.handle_input(0, &b);
-}
-
 /// A session through its handshake with learning on, the 16 destinations learnt.
 fn ready_session() -> Session {
     let cfg = SessionConfig {
@@ -171,19 +163,9 @@ fn ready_session() -> Session {
         ..SessionConfig::default()
     };
     let mut s = Session::new(0, cfg);
-    drain(&mut s);
-    feed(&mut s, 1, &Message::Hello(Hello::v13()));
-    let xid = drain(&mut s).first().map_or(0, |m| m.0);
-    feed(&mut s, xid, &Message::FeaturesReply(Features::default()));
-    let xid = drain(&mut s).get(1).map_or(0, |m| m.0);
-    let reply = |body| Message::MultipartReply(MultipartReply { flags: 0, body });
-    feed(
-        &mut s,
-        xid,
-        &reply(MultipartReplyBody::PortDesc(Vec::new())),
-    );
-    let xid = drain(&mut s).first().map_or(0, |m| m.0);
-    feed(&mut s, xid, &reply(MultipartReplyBody::Flow(Vec::new())));
+    EmulatedSwitch::new(0, 0)
+        .converse(0, &mut s)
+        .expect("handshake");
     let mut d = Desired::default();
     let (k, i) = learning_miss_entry(LEARN_TABLE);
     d.flows.insert(k, &i);

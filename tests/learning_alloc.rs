@@ -8,9 +8,8 @@ use std::cell::Cell;
 use reflex::openflow::learning::{emit_table_miss, LearningConfig};
 use reflex::openflow::session::{Phase, Session, SessionConfig};
 use reflex::openflow::table::Desired;
-use reflex::openflow::{
-    frame, Features, Hello, Message, MultipartReply, MultipartReplyBody, NO_BUFFER,
-};
+use reflex::openflow::{frame, Message, NO_BUFFER};
+use reflex_testkit::switch::EmulatedSwitch;
 
 struct Counting;
 
@@ -63,12 +62,6 @@ fn take(s: &mut Session) -> Vec<(u32, Message)> {
     out
 }
 
-fn send(s: &mut Session, xid: u32, m: &Message) {
-    let mut b = Vec::new();
-    m.emit(xid, &mut b);
-    s.handle_input(0, &b);
-}
-
 fn ready_session() -> Session {
     let cfg = SessionConfig {
         learning: Some(LearningConfig {
@@ -79,26 +72,9 @@ fn ready_session() -> Session {
         ..SessionConfig::default()
     };
     let mut s = Session::new(0, cfg);
-    take(&mut s);
-    send(&mut s, 1, &Message::Hello(Hello::v13()));
-    let xid = take(&mut s)[0].0;
-    send(
-        &mut s,
-        xid,
-        &Message::FeaturesReply(Features {
-            datapath_id: 1,
-            ..Features::default()
-        }),
-    );
-    let xid = take(&mut s)[1].0;
-    let reply = |body| Message::MultipartReply(MultipartReply { flags: 0, body });
-    send(
-        &mut s,
-        xid,
-        &reply(MultipartReplyBody::PortDesc(Vec::new())),
-    );
-    let xid = take(&mut s)[0].0;
-    send(&mut s, xid, &reply(MultipartReplyBody::Flow(Vec::new())));
+    EmulatedSwitch::new(1, 0)
+        .converse(0, &mut s)
+        .expect("handshake");
     assert_eq!(s.phase(), Phase::Ready);
     let mut d = Desired::default();
     let (k, i) = reflex::openflow::table::learning_miss_entry(TABLE);

@@ -9,10 +9,10 @@ use reflex::openflow::learning::LearningConfig;
 use reflex::openflow::session::{Phase, Session, SessionConfig};
 use reflex::openflow::table::{learning_miss_entry, Desired};
 use reflex::openflow::{
-    frame, port, Action, Features, FlowModCommand, Hello, Instruction, Message, MultipartReply,
-    MultipartReplyBody, CONTROLLER_MAX_LEN_NO_BUFFER,
+    frame, port, Action, FlowModCommand, Instruction, Message, CONTROLLER_MAX_LEN_NO_BUFFER,
 };
 use reflex::policy::engine::PolicyEngine;
+use reflex_testkit::switch::EmulatedSwitch;
 
 const LEARN_TABLE: u8 = 250;
 
@@ -45,35 +45,13 @@ fn take(s: &mut Session) -> Vec<(u32, Message)> {
     out
 }
 
-fn send(s: &mut Session, xid: u32, m: &Message) {
-    let mut b = Vec::new();
-    m.emit(xid, &mut b);
-    s.handle_input(0, &b);
-}
-
-/// A session through the handshake with a switch that has no ports and an empty table.
+/// A session through the handshake with an emulated switch that has no ports and an empty
+/// table.
 fn ready_session(cfg: SessionConfig) -> Session {
     let mut s = Session::new(0, cfg);
-    take(&mut s);
-    send(&mut s, 1, &Message::Hello(Hello::v13()));
-    let xid = take(&mut s)[0].0;
-    send(
-        &mut s,
-        xid,
-        &Message::FeaturesReply(Features {
-            datapath_id: 1,
-            ..Features::default()
-        }),
-    );
-    let xid = take(&mut s)[1].0;
-    let reply = |body| Message::MultipartReply(MultipartReply { flags: 0, body });
-    send(
-        &mut s,
-        xid,
-        &reply(MultipartReplyBody::PortDesc(Vec::new())),
-    );
-    let xid = take(&mut s)[0].0;
-    send(&mut s, xid, &reply(MultipartReplyBody::Flow(Vec::new())));
+    EmulatedSwitch::new(1, 0)
+        .converse(0, &mut s)
+        .expect("handshake");
     assert_eq!(s.phase(), Phase::Ready);
     s
 }

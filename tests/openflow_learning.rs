@@ -108,9 +108,9 @@ fn packet_ins_from_the_learning_table_are_flooded_then_learnt() {
     let mods = sw.batch();
     let want = desired();
     assert_eq!(mods.len(), want.flows.len());
-    assert_eq!(sw.table, want.flows);
+    assert_eq!(sw.table(), want.flows);
     let (miss_key, miss) = learning_miss_entry(LEARN_TABLE);
-    assert_eq!(sw.table.get(&miss_key), Some(&miss[..]), "the miss entry");
+    assert_eq!(sw.table().get(&miss_key), Some(&miss[..]), "the miss entry");
     assert!(mods
         .iter()
         .any(|(_, f)| f.instructions == [Instruction::GotoTable(LEARN_TABLE)]));

@@ -72,13 +72,14 @@ fn handshake_default_policy_and_an_auth_delta() {
     let d = start();
     let mut sw = FakeSwitch::connect(&d.openflow, 1);
     sw.handshake(&[]);
-    assert_eq!(sw.config.map(|c| c.miss_send_len), Some(0xffff));
+    assert_eq!(sw.config().miss_send_len, 0xffff);
     let mods = sw.batch();
     assert!(mods.iter().all(|(_, f)| f.command == FlowModCommand::Add));
     let desired = default_desired();
     assert_eq!(mods.len(), desired.flows.len());
     assert_eq!(
-        sw.table, desired.flows,
+        sw.table(),
+        desired.flows,
         "the initial table is the compiled default policy"
     );
     assert!(sw.echo().is_empty(), "nothing beyond the batch");
@@ -111,7 +112,7 @@ fn handshake_default_policy_and_an_auth_delta() {
     let mods = sw.batch();
     assert_eq!(mods.len(), 1);
     assert_eq!(mods[0].1.command, FlowModCommand::DeleteStrict);
-    assert_eq!(sw.table, desired.flows);
+    assert_eq!(sw.table(), desired.flows);
 
     // Control views.
     wait_in_sync(&d, "0000000000000001");
@@ -184,11 +185,15 @@ fn a_reconnecting_switch_gets_only_what_differs() {
             .any(|(_, f)| f.command == FlowModCommand::Delete),
         "never a wipe"
     );
-    assert_eq!(sw.table, desired.flows);
+    assert_eq!(sw.table(), desired.flows);
     assert!(sw.echo().is_empty());
 
     // Drop the connection and come back with the now-right table: nothing to send.
-    let table: Vec<_> = sw.table.iter().map(|(k, i)| entry(k, i.to_vec())).collect();
+    let table: Vec<_> = sw
+        .table()
+        .iter()
+        .map(|(k, i)| entry(k, i.to_vec()))
+        .collect();
     drop(sw);
     let mut sw = FakeSwitch::connect(&d.openflow, 2);
     sw.handshake(&table);
@@ -354,7 +359,7 @@ fn many_switches_connecting_at_once_all_converge() {
     }
     for sw in &mut all {
         assert_eq!(sw.batch().len(), desired.flows.len());
-        assert_eq!(sw.table, desired.flows);
+        assert_eq!(sw.table(), desired.flows);
     }
     auth(&d, "authenticated");
     for sw in &mut all {
@@ -381,7 +386,11 @@ fn a_restarted_daemon_leaves_a_correct_switch_table_alone() {
     sw.batch();
     auth(&d, "authenticated");
     assert_eq!(sw.batch().len(), 1);
-    let table: Vec<_> = sw.table.iter().map(|(k, i)| entry(k, i.to_vec())).collect();
+    let table: Vec<_> = sw
+        .table()
+        .iter()
+        .map(|(k, i)| entry(k, i.to_vec()))
+        .collect();
     drop(sw);
     let (code, dir) = d.terminate();
     assert_eq!(code, Some(0));
@@ -414,7 +423,7 @@ fn kill_9_in_mid_stream_then_the_switch_is_reconciled_to_every_acknowledged_stat
     // The switch follows every delta until the daemon dies.
     let follower = std::thread::spawn(move || {
         sw.pump(Duration::from_secs(30));
-        sw.table
+        sw.table()
     });
     let socket = d.socket.clone();
     let (acked_tx, acked_rx) = std::sync::mpsc::channel::<String>();
@@ -470,7 +479,7 @@ fn kill_9_in_mid_stream_then_the_switch_is_reconciled_to_every_acknowledged_stat
         "reconciliation resent the table: {sent} flow-mods for {} hosts",
         acked.len()
     );
-    let keys: HashSet<EntryKey> = sw.table.iter().map(|(k, _)| k.clone()).collect();
+    let keys: HashSet<EntryKey> = sw.table().iter().map(|(k, _)| k.clone()).collect();
     for key in &acked {
         let ip: std::net::Ipv4Addr = key.parse().unwrap();
         let rule = EntryKey::new(

@@ -5,8 +5,9 @@
 //!   background traffic and scheduled attacks as sFlow v5 datagrams).
 //! - [`sflow`]: the emitting half of the sFlow v5 codec, round-tripping with
 //!   [`reflex::sflow`]'s decoder.
-//! - [`switch`]: the emulated OpenFlow 1.3 switch — a sans-IO core for load and benchmarks,
-//!   and a scripted blocking driver for step-by-step integration tests.
+//! - [`switch`]: the emulated OpenFlow 1.3 switch — one sans-IO state machine that
+//!   `reflex-load`, the benchmarks and the tests all play, in memory against a library
+//!   session or through a scripted blocking driver for step-by-step integration tests.
 
 pub mod load;
 pub mod sflow;

@@ -1,17 +1,21 @@
-//! The emulated OpenFlow 1.3 switch, in two drivers over the library codec:
-//! [`EmulatedSwitch`], a sans-IO core that answers everything by itself (load tests,
-//! controller benchmarks, `reflex-load switch` and `mitigate`), and [`FakeSwitch`], a
-//! blocking loopback-TCP driver that hands each controller message to the test so it can
-//! script the handshake, reject flow-mods and compare its flow table with the desired one.
+//! The emulated OpenFlow 1.3 switch: one sans-IO state machine, [`EmulatedSwitch`], over
+//! the library codec, and the drivers of it. `reflex-load switch` and `mitigate` drive it
+//! from a mio loop and let it answer everything (load tests, controller benchmarks);
+//! [`EmulatedSwitch::converse`] plays it against a library `Session` in memory (tests and
+//! benchmarks of the session); [`FakeSwitch`] drives it over blocking loopback TCP for
+//! integration tests, handing each controller message to the test first so that the test
+//! can script the handshake's order, reject flow-mods, hold barriers or stop reading, and
+//! compare the flow table with the desired one.
 //!
-//! The sans-IO core:
 //! [`EmulatedSwitch::receive`] takes the bytes read from the controller connection and
 //! `now_ns`, appends every reply to the caller's output buffer and records each flow-mod
 //! with the time it arrived. It answers HELLO, FEATURES, ECHO, BARRIER, GET_CONFIG,
 //! ROLE and multipart DESC / PORT_DESC / FLOW (from its own table) / TABLE; it applies
-//! SET_CONFIG and keeps a flow table that ADD / DELETE / DELETE_STRICT maintain, so a
-//! controller's reconciliation sees what it installed. Anything else gets an OFPT_ERROR
-//! (SET_ASYNC is accepted silently, as Open vSwitch does).
+//! SET_CONFIG, keeps a flow table that ADD / MODIFY(_STRICT) / DELETE(_STRICT) maintain
+//! with OpenFlow's semantics on canonical matches (so a controller's reconciliation sees
+//! what it installed), and keeps the meters METER_MOD leaves. Anything else gets an
+//! OFPT_ERROR (SET_ASYNC is accepted silently, as Open vSwitch does);
+//! [`EmulatedSwitch::reject`] answers any message with an error of the driver's choosing.
 //!
 //! PACKET_INs ([`EmulatedSwitch::packet_in`]) say where they come from as a real switch
 //! would, in one of two ways (see [`EmulatedSwitch::set_pipeline`]): from the catch-all
@@ -20,25 +24,34 @@
 //! never-seen source, with the frame as the pipeline has it there (VLAN tag pushed); a
 //! frame the pipeline does not send to the controller then produces no PACKET_IN.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
 mod scripted;
 
 pub use scripted::{entry, FakeSwitch};
 
+use reflex::openflow::session::Session;
+use reflex::openflow::table::{canonical_match, EntryKey};
 use reflex::openflow::{
     self, frame, negotiate, Action, Desc, ErrorMsg, Features, FlowMod, FlowModCommand, FlowStats,
-    Hello, Instruction, Match, Message, MultipartReply, MultipartReplyBody, MultipartRequestBody,
-    OxmField, PacketOut, Port, Role, SwitchConfig, TableStats,
+    Hello, Instruction, Match, Message, MeterMod, MeterModCommand, MultipartReply,
+    MultipartReplyBody, MultipartRequestBody, OxmField, PacketOut, Port, Role, SwitchConfig,
+    TableStats,
 };
 
 /// OFPET_BAD_REQUEST and two of its codes.
 const OFPET_BAD_REQUEST: u16 = 1;
 const OFPBRC_BAD_TYPE: u16 = 1;
 const OFPBRC_BAD_MULTIPART: u16 = 2;
-/// Largest multipart body we put in one reply (the 16-bit length bounds the message).
+/// OFPET_FLOW_MOD_FAILED and its OFPFMFC_BAD_COMMAND code (see [`EmulatedSwitch::reject`]).
+pub const OFPET_FLOW_MOD_FAILED: u16 = 5;
+pub const OFPFMFC_BAD_COMMAND: u16 = 6;
+/// Largest multipart body we put in one reply by default (the 16-bit length bounds the
+/// message; see [`EmulatedSwitch::set_multipart_chunk`]).
 const MULTIPART_CHUNK: usize = 60_000;
+/// OFPM_ALL: a METER_MOD DELETE for every meter.
+const METER_ALL: u32 = 0xffff_ffff;
 /// OFPT_SET_ASYNC, which Open vSwitch accepts without a reply.
 const OFPT_SET_ASYNC: u8 = 28;
 
@@ -108,9 +121,15 @@ pub struct EmulatedSwitch {
     ports: Vec<Port>,
     config: SwitchConfig,
     table: Vec<FlowStats>,
-    /// Where each (table, priority, match) sits in `table`: an ADD replaces in O(1), so a
-    /// controller that installs a flow per learnt host does not make the switch quadratic.
-    index: HashMap<(u8, u16, Match), usize>,
+    /// Where each (table, priority, canonical match) sits in `table`: strict commands find
+    /// their entry in O(1), so a controller that installs a flow per learnt host does not
+    /// make the switch quadratic, and a match written in another field order is the same
+    /// entry, as on a real switch.
+    index: HashMap<EntryKey, usize>,
+    /// Meters by id, as METER_MODs left them.
+    meters: BTreeMap<u32, MeterMod>,
+    /// Largest body of one FLOW stats reply, in bytes.
+    multipart_chunk: usize,
     negotiated: bool,
     features_replied: bool,
     next_xid: u32,
@@ -368,6 +387,8 @@ impl EmulatedSwitch {
             },
             table: Vec::new(),
             index: HashMap::new(),
+            meters: BTreeMap::new(),
+            multipart_chunk: MULTIPART_CHUNK,
             negotiated: false,
             features_replied: false,
             next_xid: 1,
@@ -448,7 +469,7 @@ impl EmulatedSwitch {
     /// Preloads `n` entries (drops of 10.0.x.y in table 0) that FLOW stats will report,
     /// as a switch that kept its flows while the controller was away.
     pub fn with_table(mut self, n: u32) -> EmulatedSwitch {
-        self.table = (0..n)
+        let entries: Vec<FlowStats> = (0..n)
             .map(|i| FlowStats {
                 table_id: 0,
                 duration_sec: 1,
@@ -472,8 +493,43 @@ impl EmulatedSwitch {
                 instructions: Vec::new(),
             })
             .collect();
-        self.reindex();
+        self.load_table(&entries);
         self
+    }
+
+    /// Replaces the flow table with `entries` as they are (cookies, counters and all, so
+    /// FLOW stats report them so), as a switch that kept its flows while the controller
+    /// was away; of entries with the same (table, priority, match) the last stays.
+    pub fn load_table(&mut self, entries: &[FlowStats]) {
+        self.table.clear();
+        self.index.clear();
+        for e in entries {
+            self.put(e.clone());
+        }
+        self.refresh_origins();
+    }
+
+    /// FLOW stats replies carry at most `bytes` of entries each (at least one entry), with
+    /// REPLY_MORE on all but the last; 1 puts every entry in a reply of its own, to
+    /// exercise a controller's reassembly.
+    pub fn set_multipart_chunk(&mut self, bytes: usize) {
+        self.multipart_chunk = bytes;
+    }
+
+    fn key_of(e: &FlowStats) -> EntryKey {
+        EntryKey::new(e.table_id, e.priority, &e.match_)
+    }
+
+    /// Adds `entry`, replacing the one with the same key.
+    fn put(&mut self, entry: FlowStats) {
+        let key = Self::key_of(&entry);
+        match self.index.get(&key) {
+            Some(&i) => self.table[i] = entry,
+            None => {
+                self.index.insert(key, self.table.len());
+                self.table.push(entry);
+            }
+        }
     }
 
     fn reindex(&mut self) {
@@ -481,7 +537,7 @@ impl EmulatedSwitch {
             .table
             .iter()
             .enumerate()
-            .map(|(i, e)| ((e.table_id, e.priority, e.match_.clone()), i))
+            .map(|(i, e)| (Self::key_of(e), i))
             .collect();
     }
 
@@ -503,6 +559,11 @@ impl EmulatedSwitch {
     /// Entries in the emulated flow table.
     pub fn table(&self) -> &[FlowStats] {
         &self.table
+    }
+
+    /// Meters by id.
+    pub fn meters(&self) -> &BTreeMap<u32, MeterMod> {
+        &self.meters
     }
 
     /// Counters so far.
@@ -593,6 +654,31 @@ impl EmulatedSwitch {
         true
     }
 
+    /// Plays this switch against the library's controller side in memory: sends its HELLO,
+    /// then passes bytes both ways until `session` has nothing more to send (for a new
+    /// session, the handshake up to Ready). What the session queues afterwards (a sync's
+    /// flow-mods) stays queued for the caller.
+    pub fn converse(&mut self, now_ns: u64, session: &mut Session) -> Result<(), SwitchError> {
+        let mut to_session = Vec::new();
+        self.start(&mut to_session);
+        loop {
+            if !to_session.is_empty() {
+                session.handle_input(now_ns, &to_session);
+                to_session.clear();
+            }
+            let from_session = session.poll_transmit();
+            if from_session.is_empty() {
+                return Ok(());
+            }
+            let used = self.receive(now_ns, from_session, &mut to_session)?;
+            if used == 0 {
+                // Only part of a message queued: nothing either side can do.
+                return Ok(());
+            }
+            session.advance_transmit(used);
+        }
+    }
+
     /// Counts a response that names only the PACKET_IN before the latest one as stale.
     fn note_response(&mut self, names: impl Fn(&SentPacketIn) -> bool) {
         self.responses += 1;
@@ -627,10 +713,22 @@ impl EmulatedSwitch {
     }
 
     fn error(&mut self, code: u16, offending: &[u8], out: &mut Vec<u8>) {
+        self.emit_error(offending, OFPET_BAD_REQUEST, code, out);
+    }
+
+    /// Answers the message `offending` (its bytes, as read) with an OFPT_ERROR of
+    /// `err_type` and `code` carrying its first 64 bytes, instead of handling it: a driver's
+    /// way to make a flow-mod fail (e.g. [`OFPET_FLOW_MOD_FAILED`]).
+    pub fn reject(&mut self, offending: &[u8], err_type: u16, code: u16, out: &mut Vec<u8>) {
+        self.counters.messages_in += 1;
+        self.emit_error(offending, err_type, code, out);
+    }
+
+    fn emit_error(&mut self, offending: &[u8], err_type: u16, code: u16, out: &mut Vec<u8>) {
         let xid = openflow::Header::parse(offending).map_or(0, |h| h.xid);
         let data = offending[..offending.len().min(64)].to_vec();
         Message::Error(ErrorMsg {
-            err_type: OFPET_BAD_REQUEST,
+            err_type,
             code,
             data,
         })
@@ -702,7 +800,7 @@ impl EmulatedSwitch {
                 self.counters.packet_outs += 1;
                 self.note_response(|p| p.named_by_packet_out(&po));
             }
-            Message::MeterMod(_) => {}
+            Message::MeterMod(mm) => self.meter_mod(mm),
             Message::Other {
                 msg_type: OFPT_SET_ASYNC,
                 ..
@@ -749,7 +847,7 @@ impl EmulatedSwitch {
                             })
                             .cloned()
                             .collect();
-                        flow_replies(xid, entries, out);
+                        flow_replies(xid, entries, self.multipart_chunk, out);
                     }
                     _ => self.error(OFPBRC_BAD_MULTIPART, bytes, out),
                 }
@@ -759,62 +857,95 @@ impl EmulatedSwitch {
         Ok(())
     }
 
+    /// Applies a flow-mod as OpenFlow 1.3 says (section 6.4): ADD replaces the entry with
+    /// the same (table, priority, match); the strict commands touch that entry alone; the
+    /// non-strict ones every entry of the table (any table, for DELETE to TABLE_ALL) whose
+    /// match is at least as specific as the flow-mod's, whatever its priority. A MODIFY
+    /// that finds nothing changes nothing. (Out-port and out-group filters are not kept.)
     fn apply(&mut self, fm: &FlowMod) {
+        let key = || EntryKey::new(fm.table_id, fm.priority, &fm.match_);
         match fm.command {
-            FlowModCommand::Add => {
-                let entry = FlowStats {
-                    table_id: fm.table_id,
-                    duration_sec: 0,
-                    duration_nsec: 0,
-                    priority: fm.priority,
-                    idle_timeout: fm.idle_timeout,
-                    hard_timeout: fm.hard_timeout,
-                    flags: fm.flags,
-                    cookie: fm.cookie,
-                    packet_count: 0,
-                    byte_count: 0,
-                    match_: fm.match_.clone(),
-                    instructions: fm.instructions.clone(),
-                };
-                // Same table, priority and match: the new entry replaces the old one.
-                let key = (fm.table_id, fm.priority, fm.match_.clone());
-                match self.index.get(&key) {
-                    Some(&i) => self.table[i] = entry,
-                    None => {
-                        self.index.insert(key, self.table.len());
-                        self.table.push(entry);
-                    }
+            FlowModCommand::Add => self.put(FlowStats {
+                table_id: fm.table_id,
+                duration_sec: 0,
+                duration_nsec: 0,
+                priority: fm.priority,
+                idle_timeout: fm.idle_timeout,
+                hard_timeout: fm.hard_timeout,
+                flags: fm.flags,
+                cookie: fm.cookie,
+                packet_count: 0,
+                byte_count: 0,
+                match_: fm.match_.clone(),
+                instructions: fm.instructions.clone(),
+            }),
+            FlowModCommand::ModifyStrict => {
+                if let Some(&i) = self.index.get(&key()) {
+                    self.table[i].instructions = fm.instructions.clone();
                 }
             }
-            FlowModCommand::DeleteStrict => {
-                let key = (fm.table_id, fm.priority, fm.match_.clone());
-                if let Some(i) = self.index.remove(&key) {
-                    self.table.swap_remove(i);
-                    if let Some(e) = self.table.get(i) {
-                        self.index
-                            .insert((e.table_id, e.priority, e.match_.clone()), i);
-                    }
-                }
-            }
-            FlowModCommand::Delete => {
-                let table_ok = |t: u8| fm.table_id == openflow::TABLE_ALL || t == fm.table_id;
-                // Non-strict delete: entries whose match contains every field of fm's.
-                let before = self.table.len();
-                self.table.retain(|e| {
-                    !(table_ok(e.table_id)
-                        && fm.match_.fields.iter().all(|f| e.match_.fields.contains(f)))
-                });
-                if self.table.len() != before {
-                    self.reindex();
-                }
-            }
-            FlowModCommand::Modify | FlowModCommand::ModifyStrict => {
+            FlowModCommand::Modify => {
+                let within = Covering::new(fm.table_id, &fm.match_);
                 for e in &mut self.table {
-                    if e.table_id == fm.table_id && e.match_ == fm.match_ {
+                    if within.covers(e) {
                         e.instructions = fm.instructions.clone();
                     }
                 }
             }
+            FlowModCommand::DeleteStrict => {
+                if let Some(i) = self.index.remove(&key()) {
+                    self.table.swap_remove(i);
+                    if let Some(moved) = self.table.get(i) {
+                        self.index.insert(Self::key_of(moved), i);
+                    }
+                }
+            }
+            FlowModCommand::Delete => {
+                let within = Covering::new(fm.table_id, &fm.match_);
+                let before = self.table.len();
+                self.table.retain(|e| !within.covers(e));
+                if self.table.len() != before {
+                    self.reindex();
+                }
+            }
+        }
+    }
+
+    fn meter_mod(&mut self, mm: MeterMod) {
+        match mm.command {
+            MeterModCommand::Add | MeterModCommand::Modify => {
+                self.meters.insert(mm.meter_id, mm);
+            }
+            MeterModCommand::Delete if mm.meter_id == METER_ALL => self.meters.clear(),
+            MeterModCommand::Delete => {
+                self.meters.remove(&mm.meter_id);
+            }
+        }
+    }
+}
+
+/// What a non-strict flow-mod reaches: the entries of its table (every table for
+/// TABLE_ALL) whose canonical match holds every field of its canonical match.
+struct Covering {
+    table_id: u8,
+    fields: Vec<OxmField>,
+}
+
+impl Covering {
+    fn new(table_id: u8, m: &Match) -> Covering {
+        Covering {
+            table_id,
+            fields: canonical_match(m).fields,
+        }
+    }
+
+    fn covers(&self, e: &FlowStats) -> bool {
+        if self.table_id != openflow::TABLE_ALL && e.table_id != self.table_id {
+            return false;
+        }
+        self.fields.is_empty() || {
+            let theirs = canonical_match(&e.match_).fields;
+            self.fields.iter().all(|f| theirs.contains(f))
         }
     }
 }
@@ -824,7 +955,7 @@ fn reply(xid: u32, body: MultipartReplyBody, flags: u16, out: &mut Vec<u8>) {
 }
 
 /// FLOW stats in as many replies as the 16-bit length needs, REPLY_MORE on all but the last.
-fn flow_replies(xid: u32, entries: Vec<FlowStats>, out: &mut Vec<u8>) {
+fn flow_replies(xid: u32, entries: Vec<FlowStats>, chunk_bytes: usize, out: &mut Vec<u8>) {
     let entry_len = |e: &FlowStats| {
         Message::MultipartReply(MultipartReply {
             flags: 0,
@@ -837,7 +968,7 @@ fn flow_replies(xid: u32, entries: Vec<FlowStats>, out: &mut Vec<u8>) {
     let mut size = 0;
     for e in entries {
         let len = entry_len(&e);
-        if size + len > MULTIPART_CHUNK && !chunk.is_empty() {
+        if size + len > chunk_bytes && !chunk.is_empty() {
             reply(
                 xid,
                 MultipartReplyBody::Flow(std::mem::take(&mut chunk)),
@@ -1557,6 +1688,171 @@ mod tests {
             ],
         );
         assert_eq!((sw.responses(), sw.answers()), (2, 1));
+    }
+
+    #[test]
+    fn strict_and_non_strict_commands_follow_openflow_on_canonical_matches() {
+        let mut sw = EmulatedSwitch::new(1, 2);
+        let out = |p: u32| vec![Instruction::ApplyActions(vec![Action::output(p)])];
+        let ip = Match {
+            fields: vec![OxmField::EthType(0x0800)],
+        };
+        let host = Match::builder()
+            .ipv4_src(Ipv4Addr::new(10, 0, 0, 1))
+            .build()
+            .unwrap();
+        // The same match written in the other field order: the same entry.
+        let host_reordered = Match {
+            fields: host.fields.iter().rev().cloned().collect(),
+        };
+        assert_ne!(host_reordered, host);
+        let mods = [
+            FlowMod::add(0, 10, ip.clone(), out(1)),
+            FlowMod::add(0, 20, ip.clone(), out(1)),
+            FlowMod::add(0, 30, host.clone(), out(1)),
+            FlowMod::add(1, 30, host.clone(), out(1)),
+            FlowMod::add(0, 30, host_reordered.clone(), out(2)),
+        ];
+        let msgs: Vec<(u32, Message)> = (0..).zip(mods.into_iter().map(Message::FlowMod)).collect();
+        exchange(&mut sw, 0, &msgs);
+        assert_eq!(sw.table().len(), 4);
+        let instructions_of = |sw: &EmulatedSwitch, table: u8, priority: u16, m: &Match| {
+            let key = EntryKey::new(table, priority, m);
+            sw.table()
+                .iter()
+                .find(|e| EmulatedSwitch::key_of(e) == key)
+                .map(|e| e.instructions.clone())
+        };
+        assert_eq!(instructions_of(&sw, 0, 30, &host), Some(out(2)));
+        // MODIFY_STRICT: that priority alone; on a missing entry, nothing.
+        let mut modify = FlowMod::add(0, 20, ip.clone(), out(3));
+        modify.command = FlowModCommand::ModifyStrict;
+        let mut absent = FlowMod::add(0, 99, ip.clone(), out(3));
+        absent.command = FlowModCommand::ModifyStrict;
+        exchange(
+            &mut sw,
+            0,
+            &[
+                (10, Message::FlowMod(modify)),
+                (11, Message::FlowMod(absent)),
+            ],
+        );
+        assert_eq!(sw.table().len(), 4);
+        assert_eq!(instructions_of(&sw, 0, 20, &ip), Some(out(3)));
+        assert_eq!(instructions_of(&sw, 0, 10, &ip), Some(out(1)));
+        // MODIFY: every priority, and more specific matches, of its table only.
+        let mut modify = FlowMod::add(0, 0, ip.clone(), out(4));
+        modify.command = FlowModCommand::Modify;
+        exchange(&mut sw, 0, &[(12, Message::FlowMod(modify))]);
+        for (p, m) in [(10, &ip), (20, &ip), (30, &host)] {
+            assert_eq!(instructions_of(&sw, 0, p, m), Some(out(4)));
+        }
+        assert_eq!(instructions_of(&sw, 1, 30, &host), Some(out(1)));
+        // DELETE_STRICT by the reordered match; DELETE of table 0 by the broader match.
+        let strict = FlowMod::delete_strict(1, 30, host_reordered);
+        exchange(&mut sw, 0, &[(13, Message::FlowMod(strict))]);
+        assert_eq!(sw.table().len(), 3);
+        exchange(
+            &mut sw,
+            0,
+            &[(14, Message::FlowMod(FlowMod::delete(0, ip)))],
+        );
+        assert!(sw.table().is_empty());
+    }
+
+    #[test]
+    fn a_loaded_table_is_reported_as_given_and_a_chunk_of_one_byte_splits_it_per_entry() {
+        let mut sw = EmulatedSwitch::new(1, 2);
+        let mut kept = EmulatedSwitch::new(1, 2).with_table(3).table().to_vec();
+        kept[1].packet_count = 99;
+        kept.push(kept[0].clone());
+        sw.load_table(&kept);
+        assert_eq!(sw.table(), &kept[..3]);
+        sw.set_multipart_chunk(1);
+        let request = Message::MultipartRequest(reflex::openflow::MultipartRequest {
+            flags: 0,
+            body: MultipartRequestBody::Flow(reflex::openflow::FlowStatsRequest::all()),
+        });
+        let replies = exchange(&mut sw, 0, &[(3, request)]);
+        let got: Vec<(bool, Vec<FlowStats>)> = replies
+            .into_iter()
+            .map(|(_, m)| match m {
+                Message::MultipartReply(MultipartReply {
+                    flags,
+                    body: MultipartReplyBody::Flow(f),
+                }) => (flags == openflow::MULTIPART_MORE, f),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let want: Vec<(bool, Vec<FlowStats>)> =
+            (0..3).map(|i| (i < 2, vec![kept[i].clone()])).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn meters_are_kept_and_a_rejected_message_gets_the_chosen_error() {
+        let mut sw = EmulatedSwitch::new(1, 2);
+        let meter = |command, meter_id, rate| MeterMod {
+            command,
+            flags: 2,
+            meter_id,
+            bands: vec![reflex::openflow::MeterBand::Drop {
+                rate,
+                burst_size: 0,
+            }],
+        };
+        exchange(
+            &mut sw,
+            0,
+            &[
+                (1, Message::MeterMod(meter(MeterModCommand::Add, 1, 10))),
+                (2, Message::MeterMod(meter(MeterModCommand::Add, 2, 20))),
+                (3, Message::MeterMod(meter(MeterModCommand::Modify, 1, 30))),
+                (4, Message::MeterMod(meter(MeterModCommand::Delete, 2, 0))),
+            ],
+        );
+        let ids: Vec<(u32, &Vec<_>)> = sw.meters().iter().map(|(i, m)| (*i, &m.bands)).collect();
+        assert_eq!(ids, [(1, &meter(MeterModCommand::Add, 1, 30).bands)]);
+        exchange(
+            &mut sw,
+            0,
+            &[(
+                5,
+                Message::MeterMod(meter(MeterModCommand::Delete, METER_ALL, 0)),
+            )],
+        );
+        assert!(sw.meters().is_empty());
+        // A flow-mod the driver rejects: an error naming it, the table untouched.
+        let mut bytes = Vec::new();
+        Message::FlowMod(block(Ipv4Addr::new(10, 0, 0, 9))).emit(77, &mut bytes);
+        let mut out = Vec::new();
+        sw.reject(&bytes, OFPET_FLOW_MOD_FAILED, OFPFMFC_BAD_COMMAND, &mut out);
+        let (xid, m) = Message::parse(&out).unwrap();
+        assert_eq!(
+            (xid, m),
+            (
+                77,
+                Message::Error(ErrorMsg {
+                    err_type: OFPET_FLOW_MOD_FAILED,
+                    code: OFPFMFC_BAD_COMMAND,
+                    data: bytes[..64].to_vec(),
+                })
+            )
+        );
+        assert!(sw.table().is_empty());
+        assert_eq!(sw.counters().errors_sent, 1);
+    }
+
+    #[test]
+    fn a_library_session_conversing_in_memory_gets_through_its_handshake() {
+        use reflex::openflow::session::{Phase, SessionConfig};
+        let mut session = Session::new(0, SessionConfig::default());
+        let mut sw = EmulatedSwitch::new(5, 2).with_table(3);
+        sw.converse(0, &mut session).unwrap();
+        assert_eq!(session.phase(), Phase::Ready);
+        assert!(sw.connected());
+        assert_eq!(sw.config().miss_send_len, 0xffff);
+        assert!(session.poll_transmit().is_empty());
     }
 
     #[test]
