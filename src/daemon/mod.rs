@@ -149,10 +149,12 @@ pub fn run(mut config: Config, built: Built, overrides: Overrides) -> anyhow::Re
     let mut threads = Vec::new();
     let mut stats = Vec::new();
     let mut rearm_txs = Vec::new();
+    // Every worker's sketches and the thresholds' gates: rates and crossings network-wide.
+    let network = crate::flow::Network::new(&flows, sockets.len());
     for (id, socket) in sockets.into_iter().enumerate() {
         let (rearm_tx, rearm_rx) = bounded(REARM_QUEUE);
         rearm_txs.push(rearm_tx);
-        let core = IngestCore::new(FlowEngine::new(&flows)?, MAX_AGENTS);
+        let core = IngestCore::new(FlowEngine::for_worker(&flows, &network, id)?, MAX_AGENTS);
         let worker_stats = Arc::new(WorkerStats::default());
         stats.push(worker_stats.clone());
         let shell = WorkerShell {
@@ -395,14 +397,17 @@ impl ControlHandler {
         };
         let def = &self.names.defs[fi];
         let now = crate::io::now_ns();
-        // Workers see disjoint datagrams: a key's rate is the sum over workers, each
-        // snapshot decayed to now.
+        // Workers report network-wide rates (the ones thresholds compare): a key in several
+        // workers' top lists takes the largest (they differ only by when each worker
+        // reported), each snapshot decayed to now.
         let mut merged: HashMap<FlowKey, f64> = HashMap::new();
         for w in self.latest.values() {
             let decay = (-((now.saturating_sub(w.now_ns)) as f64 / 1e9) / def.t).exp();
             if let Some(snap) = w.top.iter().find(|s| s.flow as usize == fi) {
                 for (key, rate) in &snap.top {
-                    *merged.entry(*key).or_default() += rate * decay;
+                    let rate = rate * decay;
+                    let seen = merged.entry(*key).or_default();
+                    *seen = seen.max(rate);
                 }
             }
         }

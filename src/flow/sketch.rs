@@ -263,6 +263,11 @@ impl SketchCells {
         }
     }
 
+    /// Bytes held; fixed at construction.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.counters.len() * std::mem::size_of::<AtomicU64>()
+    }
+
     #[inline(always)]
     fn get(&self, i: usize) -> Option<f64> {
         self.counters
@@ -379,11 +384,6 @@ impl DecayedCountMin {
         }
     }
 
-    /// The counters, for other workers to read.
-    pub(crate) fn cells(&self) -> &Arc<SketchCells> {
-        &self.cells
-    }
-
     /// The counter index of each row for the key with this hash (the first `depth` used).
     #[inline]
     pub(crate) fn slots(&self, hash: u64) -> [usize; MAX_DEPTH] {
@@ -392,6 +392,12 @@ impl DecayedCountMin {
             *i = row * self.width + self.row_index(row, hash);
         }
         at
+    }
+
+    /// `1/τ`: landmark units times the decay factor, times this, is a rate per second.
+    #[inline]
+    pub(crate) fn inv_tau_secs(&self) -> f64 {
+        self.inv_tau_secs
     }
 
     /// Counters per row (a power of two).
