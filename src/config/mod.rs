@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::flow::definition::ValueKind;
 use crate::flow::spec::EngineError;
-use crate::flow::{FlowSet, FlowSpec, ThresholdSpec};
+use crate::flow::{FlowSet, FlowSpec, ThresholdScope, ThresholdSpec};
 use crate::openflow::learning::LearningConfig;
 use crate::policy::engine::{PolicyConfigError, PolicyEngine};
 use crate::policy::spec::{AssertionSpec, ModuleSpec, PolicySpec, ReactionSpec, ThresholdKey};
@@ -312,6 +312,11 @@ pub struct ThresholdConfig {
     /// many samples' worth (1 = the rate alone decides, as in sFlow-RT).
     #[serde(default = "default_min_samples")]
     pub min_samples: f64,
+    /// `network` (default): the key's rate summed over every ingest worker, one event per
+    /// crossing; `agent`: each worker's own rate and armed state (see
+    /// [`ThresholdScope::Agent`]).
+    #[serde(default)]
+    pub scope: ThresholdScope,
 }
 
 fn default_min_samples() -> f64 {
@@ -491,6 +496,7 @@ impl Config {
                 timeout_s: t.timeout,
                 capacity: t.capacity,
                 min_samples: t.min_samples,
+                scope: t.scope,
             })
             .collect();
         Ok((flows, thresholds))

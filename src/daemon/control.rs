@@ -297,14 +297,17 @@ impl ControlHandler {
         };
         let def = &defs[fi];
         let now = crate::io::now_ns();
-        // Workers see disjoint datagrams: a key's rate is the sum over workers, each
-        // snapshot decayed to now.
+        // Workers report network-wide rates (the ones thresholds compare): a key in several
+        // workers' top lists takes the largest (they differ only by when each worker
+        // reported), each snapshot decayed to now.
         let mut merged: HashMap<FlowKey, f64> = HashMap::new();
         for w in self.latest.values() {
             let decay = (-((now.saturating_sub(w.now_ns)) as f64 / 1e9) / def.t).exp();
             if let Some(snap) = w.top.iter().find(|s| s.flow as usize == fi) {
                 for (key, rate) in &snap.top {
-                    *merged.entry(*key).or_default() += rate * decay;
+                    let rate = rate * decay;
+                    let seen = merged.entry(*key).or_default();
+                    *seen = seen.max(rate);
                 }
             }
         }

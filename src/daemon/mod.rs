@@ -156,10 +156,12 @@ pub fn run(mut config: Config, built: Built, overrides: Overrides) -> Result<(),
     let mut threads = Vec::new();
     let mut stats = Vec::new();
     let mut rearm_txs = Vec::new();
+    // Every worker's sketches and the thresholds' gates: rates and crossings network-wide.
+    let network = crate::flow::Network::new(&flows, sockets.len());
     for (id, socket) in sockets.into_iter().enumerate() {
         let (rearm_tx, rearm_rx) = bounded(REARM_QUEUE);
         rearm_txs.push(rearm_tx);
-        let core = IngestCore::new(FlowEngine::new(&flows)?, MAX_AGENTS);
+        let core = IngestCore::new(FlowEngine::for_worker(&flows, &network, id)?, MAX_AGENTS);
         let worker_stats = Arc::new(WorkerStats::default());
         stats.push(worker_stats.clone());
         let shell = WorkerShell {

@@ -1,14 +1,21 @@
 //! The per-worker measurement engine: every flow definition with its sketch, top-k and
 //! thresholds, updated inline for each sample.
 //!
-//! One engine belongs to one ingest thread; nothing in it is shared, so the per-sample path
-//! takes no lock and allocates nothing. Threshold crossings are decided here, on the
-//! estimate the sample just updated, rather than by a periodic scan.
+//! One engine belongs to one ingest thread. It writes only its own sketch counters; with
+//! several workers it also reads the others' (relaxed atomic loads) when a key is a
+//! candidate for a network-wide threshold, and settles who fires in the threshold's gate
+//! (one compare-exchange): see [`crate::flow::network`]. So the per-sample path takes no lock
+//! and allocates nothing. Threshold crossings are decided here, on the estimate the sample
+//! just updated, rather than by a periodic scan. Queries ([`FlowEngine::snapshot`],
+//! [`FlowEngine::rate`]) give network-wide rates, the ones the thresholds compare.
+
+use std::sync::Arc;
 
 use crate::flow::definition::FlowDef;
 use crate::flow::key::FlowKey;
+use crate::flow::network::{FireGate, Network, RecentReads};
 use crate::flow::sample::Sample;
-use crate::flow::sketch::DecayedCountMin;
+use crate::flow::sketch::{DecayedCountMin, SketchCells, MAX_DEPTH};
 use crate::flow::spec::{FlowSet, ThresholdId};
 use crate::flow::threshold::ThresholdState;
 use crate::flow::topk::TopK;
@@ -23,22 +30,66 @@ pub struct Detection {
     /// Index of the flow (the threshold's metric) in the [`FlowSet`].
     pub flow: u16,
     pub key: FlowKey,
-    /// The smoothed rate per second that crossed.
+    /// The smoothed rate per second that crossed (network-wide unless the threshold's scope
+    /// is the agent).
     pub value: f64,
+}
+
+/// One threshold as a worker holds it.
+struct Watch {
+    id: ThresholdId,
+    state: ThresholdState,
+    /// Samples of evidence needed.
+    min_samples: f64,
+    /// Network scope: the gate shared by the workers, and the keys whose sum was read lately.
+    network: Option<(Arc<FireGate>, RecentReads)>,
 }
 
 struct FlowState {
     def: FlowDef,
     sketch: DecayedCountMin,
     top: TopK,
-    /// (threshold, state, samples of evidence needed).
-    thresholds: Vec<(ThresholdId, ThresholdState, f64)>,
+    thresholds: Vec<Watch>,
     tau_secs: f64,
+    /// Every worker's counters of this flow (this one's included); empty when alone.
+    peers: Vec<Arc<SketchCells>>,
+}
+
+impl FlowState {
+    /// The key's network-wide rate at `now_ns`: the count-min estimate of the workers'
+    /// sketches added together (min over rows of the sums); `local` when alone.
+    #[inline]
+    fn network_rate(
+        sketch: &DecayedCountMin,
+        peers: &[Arc<SketchCells>],
+        hash: u64,
+        local: f64,
+        now_ns: u64,
+    ) -> f64 {
+        if peers.len() <= 1 {
+            return local;
+        }
+        let depth = sketch.depth().min(MAX_DEPTH);
+        let at = sketch.slots(hash);
+        let mut sums = [0.0f64; MAX_DEPTH];
+        let clock = sketch.clock();
+        for cells in peers {
+            cells.add_into(&at[..depth], &mut sums[..depth], |landmark| {
+                clock.down_from(landmark, now_ns)
+            });
+        }
+        let min = sums[..depth].iter().copied().fold(f64::INFINITY, f64::min);
+        // The owner's own estimate can only be lower if a read raced a rescale; never go
+        // below what this worker alone measured.
+        (min * sketch.inv_tau_secs()).max(local)
+    }
 }
 
 /// All flows of one worker.
 pub struct FlowEngine {
     flows: Vec<FlowState>,
+    /// Workers sharing the network (1 when alone).
+    workers: f64,
 }
 
 /// A flow's top keys at one moment, for queries.
@@ -49,37 +100,75 @@ pub struct TopSnapshot {
 }
 
 impl FlowEngine {
-    /// Builds every flow and threshold of `set`, with memory fixed from here on.
+    /// Builds every flow and threshold of `set` for a worker alone, with memory fixed from
+    /// here on.
     pub fn new(set: &FlowSet) -> Result<FlowEngine, EngineError> {
+        FlowEngine::for_worker(set, &Network::new(set, 1), 0)
+    }
+
+    /// Builds worker `worker`'s engine of `network` (built from the same `set`): it writes
+    /// that worker's counters and reads the others'.
+    pub fn for_worker(
+        set: &FlowSet,
+        network: &Network,
+        worker: usize,
+    ) -> Result<FlowEngine, EngineError> {
         let mut flows = Vec::with_capacity(set.flows.len());
-        for f in &set.flows {
+        for (fi, f) in set.flows.iter().enumerate() {
+            let peers = network.cells(fi);
+            let Some(own) = peers.get(worker) else {
+                return Err(EngineError {
+                    flow: f.def.name.clone(),
+                    message: format!(
+                        "worker {worker} of a network of {} workers",
+                        network.workers()
+                    ),
+                });
+            };
+            DecayedCountMin::check(f.sketch_width, f.sketch_depth, f.def.t).map_err(|e| {
+                EngineError {
+                    flow: f.def.name.clone(),
+                    message: e.to_string(),
+                }
+            })?;
             let sketch =
-                DecayedCountMin::new(f.sketch_width, f.sketch_depth, f.def.t).map_err(|e| {
-                    EngineError {
-                        flow: f.def.name.clone(),
-                        message: e.to_string(),
-                    }
-                })?;
+                DecayedCountMin::on_cells(own.clone(), f.sketch_width, f.sketch_depth, f.def.t);
             flows.push(FlowState {
                 def: f.def.clone(),
                 sketch,
                 top: TopK::new(f.top, f.def.t),
                 thresholds: Vec::new(),
                 tau_secs: f.def.t,
+                peers: if peers.len() > 1 {
+                    peers.to_vec()
+                } else {
+                    Vec::new()
+                },
             });
         }
         for (ti, t) in set.thresholds.iter().enumerate() {
             let flow = &mut flows[t.flow];
             let state = ThresholdState::new(t.config, flow.tau_secs);
-            flow.thresholds
-                .push((ThresholdId(ti as u16), state, t.min_samples));
+            let network = network
+                .gate(ti)
+                .map(|g| (g.clone(), RecentReads::new(flow.tau_secs)));
+            flow.thresholds.push(Watch {
+                id: ThresholdId(ti as u16),
+                state,
+                min_samples: t.min_samples,
+                network,
+            });
         }
-        Ok(FlowEngine { flows })
+        Ok(FlowEngine {
+            flows,
+            workers: network.workers() as f64,
+        })
     }
 
     /// Accounts one sample in every flow whose filter it passes; reports crossings to `on`.
     #[inline]
     pub fn observe(&mut self, sample: &Sample, now_ns: u64, on: &mut impl FnMut(Detection)) {
+        let workers = self.workers;
         for (fi, flow) in self.flows.iter_mut().enumerate() {
             let Some(key) = flow.def.key(sample) else {
                 continue;
@@ -94,34 +183,83 @@ impl FlowEngine {
             flow.top.offer_rising(&key, hash, rate, now_ns);
             // The smoothed count is rate × τ; evidence is that count in units of this
             // sample's weight (its sampling rate, for frames).
-            let count = rate * flow.tau_secs;
-            for (ti, state, min_samples) in flow.thresholds.iter_mut() {
-                state.sync_clock(now_ns, clock);
-                let evident = count >= *min_samples * weight * (1.0 - 1e-9);
-                if let Some(c) = state.check_with_evidence(&key, hash, rate, now_ns, evident) {
+            let needed = |min_samples: f64| min_samples * weight * (1.0 - 1e-9);
+            let (sketch, peers, tau) = (&flow.sketch, &flow.peers, flow.tau_secs);
+            // The network-wide sum, read at most once per sample.
+            let mut sum = None;
+            for watch in flow.thresholds.iter_mut() {
+                watch.state.sync_clock(now_ns, clock);
+                let fired = match &mut watch.network {
+                    None => {
+                        let evident = rate * tau >= needed(watch.min_samples);
+                        watch
+                            .state
+                            .check_with_evidence(&key, hash, rate, now_ns, evident)
+                            .map(|c| c.value)
+                    }
+                    Some((gate, recent)) => {
+                        let value = watch.state.config().value;
+                        // Not a candidate: this worker's share cannot tip the sum over.
+                        if rate * workers <= value || recent.fresh(hash, now_ns) {
+                            continue;
+                        }
+                        let s = *sum.get_or_insert_with(|| {
+                            FlowState::network_rate(sketch, peers, hash, rate, now_ns)
+                        });
+                        let evident = s * tau >= needed(watch.min_samples);
+                        let local = watch
+                            .state
+                            .check_with_evidence(&key, hash, s, now_ns, evident);
+                        if s > value && evident {
+                            // Disarmed (by this crossing or an earlier one): the sum is not
+                            // read again for a while.
+                            recent.note(hash, now_ns);
+                        }
+                        match local {
+                            Some(c) if gate.try_fire(hash, c.value, now_ns) => Some(c.value),
+                            Some(_) => None,
+                            None => {
+                                if s > value && evident {
+                                    gate.extend(hash, s, now_ns);
+                                }
+                                None
+                            }
+                        }
+                    }
+                };
+                if let Some(value) = fired {
                     on(Detection {
-                        threshold: *ti,
+                        threshold: watch.id,
                         flow: fi as u16,
-                        key: c.key,
-                        value: c.value,
+                        key,
+                        value,
                     });
                 }
             }
         }
     }
 
-    /// Re-arms `threshold` for `key`; false if the key was armed already or the threshold
-    /// is not per key.
+    /// Re-arms `threshold` for `key` (waives its timeout, network-wide for a network-scope
+    /// threshold); false if the key was armed already on this worker or the threshold is not
+    /// per key.
     pub fn rearm(&mut self, threshold: ThresholdId, key: &FlowKey) -> bool {
         let hash = key.hash64();
         self.flows
             .iter_mut()
             .flat_map(|f| f.thresholds.iter_mut())
-            .filter(|(ti, _, _)| *ti == threshold)
-            .fold(false, |done, (_, state, _)| state.rearm(key, hash) || done)
+            .filter(|w| w.id == threshold)
+            .fold(false, |done, w| {
+                if let Some((gate, _)) = &w.network {
+                    if w.state.config().by_flow {
+                        gate.waive(hash);
+                    }
+                }
+                w.state.rearm(key, hash) || done
+            })
     }
 
-    /// The current top keys of every flow (allocates: call it off the per-sample path).
+    /// The current top keys of every flow with their network-wide rates (allocates: call
+    /// it off the per-sample path).
     pub fn snapshot(&self, now_ns: u64) -> Vec<TopSnapshot> {
         self.flows
             .iter()
@@ -129,6 +267,18 @@ impl FlowEngine {
             .map(|(i, f)| {
                 let mut top = Vec::new();
                 f.top.snapshot(now_ns, &mut top);
+                if f.peers.len() > 1 {
+                    for (key, rate) in &mut top {
+                        *rate = FlowState::network_rate(
+                            &f.sketch,
+                            &f.peers,
+                            key.hash64(),
+                            *rate,
+                            now_ns,
+                        );
+                    }
+                    top.sort_by(|a, b| b.1.total_cmp(&a.1));
+                }
                 TopSnapshot {
                     flow: i as u16,
                     top,
@@ -137,14 +287,17 @@ impl FlowEngine {
             .collect()
     }
 
-    /// The estimated rate of one key in flow `flow`, if that flow exists.
+    /// The estimated network-wide rate of one key in flow `flow`, if that flow exists.
     pub fn rate(&self, flow: usize, key: &FlowKey, now_ns: u64) -> Option<f64> {
-        self.flows
-            .get(flow)
-            .map(|f| f.sketch.rate(key.hash64(), now_ns))
+        self.flows.get(flow).map(|f| {
+            let hash = key.hash64();
+            let local = f.sketch.rate(hash, now_ns);
+            FlowState::network_rate(&f.sketch, &f.peers, hash, local, now_ns)
+        })
     }
 
-    /// Bytes of sketch, top-k and threshold memory held (fixed at construction).
+    /// Bytes of sketch, top-k and threshold memory this worker holds (fixed at
+    /// construction; the counters other workers read are counted by their owners).
     pub fn memory_bytes(&self) -> usize {
         self.flows
             .iter()
@@ -153,7 +306,10 @@ impl FlowEngine {
                     + f.top.memory_bytes()
                     + f.thresholds
                         .iter()
-                        .map(|(_, t, _)| t.memory_bytes())
+                        .map(|w| {
+                            w.state.memory_bytes()
+                                + w.network.as_ref().map_or(0, |(_, r)| r.memory_bytes())
+                        })
                         .sum::<usize>()
             })
             .sum()

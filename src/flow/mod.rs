@@ -5,10 +5,12 @@ pub mod engine;
 pub mod field;
 pub mod filter;
 pub mod key;
+pub mod network;
 pub mod sample;
 pub mod sketch;
 pub mod spec;
 pub mod threshold;
 pub mod topk;
 
-pub use spec::{FlowSet, FlowSpec, ThresholdId, ThresholdSpec};
+pub use network::Network;
+pub use spec::{FlowSet, FlowSpec, ThresholdId, ThresholdScope, ThresholdSpec};

@@ -26,6 +26,9 @@
 //! Memory is `width × depth` counters whatever the number of distinct keys: a flood of
 //! spoofed sources raises estimates (within the bound above) but grows nothing.
 
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::sync::Arc;
+
 use super::key::FlowKey;
 
 /// Largest accepted width (counters per row), after rounding up to a power of two.
@@ -73,6 +76,9 @@ pub(crate) fn sanitize_tau(tau_secs: f64) -> f64 {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ForwardDecay {
     landmark_ns: u64,
+    /// Landmarks are multiples of this (`τ·RENORM_EXPONENT/2`), so that clocks of the same
+    /// `τ` on different workers agree on the landmark whenever their times are close.
+    grid_ns: u64,
     inv_tau_ns: f64,
     cached_now: u64,
     up: f64,
@@ -84,6 +90,7 @@ impl ForwardDecay {
     pub(crate) fn new(tau_secs: f64) -> Self {
         Self {
             landmark_ns: 0,
+            grid_ns: ((tau_secs * 1e9 * RENORM_EXPONENT / 2.0) as u64).max(1),
             inv_tau_ns: 1.0 / (tau_secs * 1e9),
             cached_now: 0,
             up: 1.0,
@@ -113,11 +120,15 @@ impl ForwardDecay {
         self.cached_now = now_ns;
         let x = self.exponent(now_ns);
         if x > RENORM_EXPONENT {
-            self.landmark_ns = now_ns;
-            self.up = 1.0;
-            self.down = 1.0;
+            // The new landmark is the grid point at or before `now`: at most half the
+            // renormalisation exponent behind it.
+            let landmark = self.align(now_ns);
+            let moved = (landmark - self.landmark_ns) as f64 * self.inv_tau_ns;
+            self.landmark_ns = landmark;
+            self.up = ((now_ns - landmark) as f64 * self.inv_tau_ns).exp();
+            self.down = 1.0 / self.up;
             // May underflow to zero after a long silence: everything stored has decayed.
-            return Some((-x).exp());
+            return Some((-moved).exp());
         }
         self.up = x.exp();
         self.down = 1.0 / self.up;
@@ -143,6 +154,34 @@ impl ForwardDecay {
         self.advance(now_ns)
     }
 
+    /// The grid point at or before `now_ns`.
+    #[inline]
+    fn align(&self, now_ns: u64) -> u64 {
+        now_ns - now_ns % self.grid_ns
+    }
+
+    /// The landmark, in nanoseconds (a multiple of the grid).
+    #[inline]
+    pub(crate) fn landmark_ns(&self) -> u64 {
+        self.landmark_ns
+    }
+
+    /// Factor turning landmark units into a value at `now_ns` for a clock of this `τ` whose
+    /// landmark is `landmark_ns` (another worker's): this clock's own factor when the
+    /// landmarks agree, as they do but around a grid point.
+    #[inline]
+    pub(crate) fn down_from(&self, landmark_ns: u64, now_ns: u64) -> f64 {
+        if landmark_ns == self.landmark_ns {
+            return self.down_at(now_ns);
+        }
+        let x = if now_ns >= landmark_ns {
+            (now_ns - landmark_ns) as f64 * self.inv_tau_ns
+        } else {
+            -((landmark_ns - now_ns) as f64 * self.inv_tau_ns)
+        };
+        (-x.max(-RENORM_EXPONENT)).exp()
+    }
+
     /// Factor turning a value at the current timestamp into landmark units.
     #[inline]
     pub(crate) fn up(&self) -> f64 {
@@ -165,11 +204,11 @@ impl ForwardDecay {
         }
     }
 
-    /// Resets the landmark to the most recent timestamp.
+    /// Resets the landmark to the grid point at or before the most recent timestamp.
     pub(crate) fn reset(&mut self) {
-        self.landmark_ns = self.cached_now;
-        self.up = 1.0;
-        self.down = 1.0;
+        self.landmark_ns = self.align(self.cached_now);
+        self.up = ((self.cached_now - self.landmark_ns) as f64 * self.inv_tau_ns).exp();
+        self.down = 1.0 / self.up;
     }
 }
 
@@ -198,11 +237,77 @@ const fn row_mix() -> [(u64, u64); MAX_DEPTH] {
     out
 }
 
+/// One sketch's counters (`f64` bits in atomics), written by the worker that owns the
+/// sketch and readable by every other worker without a lock: plain relaxed loads and
+/// stores, no read-modify-write, since each counter has a single writer.
+///
+/// The rare renormalisation (every ~32·τ) rescales every counter; it is bracketed by a
+/// sequence number (odd while it runs) so that a reader can tell a consistent read from one
+/// that mixed scales, and retry.
+#[derive(Debug)]
+pub struct SketchCells {
+    counters: Box<[AtomicU64]>,
+    /// Landmark of the counters' units, in nanoseconds.
+    landmark_ns: AtomicU64,
+    /// Odd while the owner rescales.
+    renorm_seq: AtomicU64,
+}
+
+impl SketchCells {
+    /// `len` zero counters with their landmark at time zero.
+    pub(crate) fn zeroed(len: usize) -> SketchCells {
+        SketchCells {
+            counters: (0..len).map(|_| AtomicU64::new(0)).collect(),
+            landmark_ns: AtomicU64::new(0),
+            renorm_seq: AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes held; fixed at construction.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.counters.len() * std::mem::size_of::<AtomicU64>()
+    }
+
+    #[inline(always)]
+    fn get(&self, i: usize) -> Option<f64> {
+        self.counters
+            .get(i)
+            .map(|c| f64::from_bits(c.load(Ordering::Relaxed)))
+    }
+
+    /// Adds the counters at `at` into `sums` (landmark units scaled by `scale(landmark)`),
+    /// read consistently with respect to renormalisation (retried a few times if one ran
+    /// meanwhile; a renormalisation takes microseconds every ~32·τ).
+    #[inline]
+    pub(crate) fn add_into(&self, at: &[usize], sums: &mut [f64], scale: impl Fn(u64) -> f64) {
+        let mut read = [0.0f64; MAX_DEPTH];
+        let mut landmark = 0;
+        for _ in 0..4 {
+            let seq = self.renorm_seq.load(Ordering::Acquire);
+            landmark = self.landmark_ns.load(Ordering::Relaxed);
+            for (r, &i) in read.iter_mut().zip(at) {
+                *r = self.get(i).unwrap_or(0.0);
+            }
+            fence(Ordering::Acquire);
+            if seq % 2 == 0 && self.renorm_seq.load(Ordering::Relaxed) == seq {
+                break;
+            }
+        }
+        let f = scale(landmark);
+        for (s, r) in sums.iter_mut().zip(read) {
+            *s += r * f;
+        }
+    }
+}
+
 /// A count-min sketch of exponentially decayed weights with conservative update.
-#[derive(Debug, Clone)]
+///
+/// Its counters live in [`SketchCells`] that other workers may read (see
+/// [`crate::flow::network`]); only this sketch writes them.
+#[derive(Debug)]
 pub struct DecayedCountMin {
     /// `depth` rows of `width` counters, row-major, in landmark units.
-    counters: Vec<f64>,
+    cells: Arc<SketchCells>,
     width: usize,
     depth: usize,
     /// `64 - log2(width)`: row indices are the top bits of a multiply-mix.
@@ -211,6 +316,23 @@ pub struct DecayedCountMin {
     /// Sum of every weight added, in landmark units (the `N` of the error bound).
     total: f64,
     inv_tau_secs: f64,
+}
+
+impl Clone for DecayedCountMin {
+    /// A copy with counters of its own.
+    fn clone(&self) -> Self {
+        let cells = SketchCells::zeroed(self.cells.counters.len());
+        for (to, from) in cells.counters.iter().zip(self.cells.counters.iter()) {
+            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        cells
+            .landmark_ns
+            .store(self.decay.landmark_ns(), Ordering::Relaxed);
+        Self {
+            cells: Arc::new(cells),
+            ..*self
+        }
+    }
 }
 
 impl DecayedCountMin {
@@ -232,16 +354,50 @@ impl DecayedCountMin {
     /// least [`MIN_WIDTH`]) with smoothing time `tau_secs`.
     pub fn new(width: usize, depth: usize, tau_secs: f64) -> Result<Self, SketchError> {
         Self::check(width, depth, tau_secs)?;
+        let cells = Arc::new(SketchCells::zeroed(Self::cells_len(width, depth)));
+        Ok(Self::on_cells(cells, width, depth, tau_secs))
+    }
+
+    /// Counters a sketch of this (checked) width and depth holds.
+    pub(crate) fn cells_len(width: usize, depth: usize) -> usize {
+        width.next_power_of_two().max(MIN_WIDTH) * depth
+    }
+
+    /// A sketch writing `cells` (zeroed, [`Self::cells_len`] long, written by no other
+    /// sketch), with parameters already checked.
+    pub(crate) fn on_cells(
+        cells: Arc<SketchCells>,
+        width: usize,
+        depth: usize,
+        tau_secs: f64,
+    ) -> Self {
         let width = width.next_power_of_two().max(MIN_WIDTH);
-        Ok(Self {
-            counters: vec![0.0; width * depth],
+        let tau_secs = sanitize_tau(tau_secs);
+        Self {
+            cells,
             width,
             depth,
             shift: 64 - width.trailing_zeros(),
             decay: ForwardDecay::new(tau_secs),
             total: 0.0,
             inv_tau_secs: 1.0 / tau_secs,
-        })
+        }
+    }
+
+    /// The counter index of each row for the key with this hash (the first `depth` used).
+    #[inline]
+    pub(crate) fn slots(&self, hash: u64) -> [usize; MAX_DEPTH] {
+        let mut at = [0usize; MAX_DEPTH];
+        for (row, i) in at.iter_mut().enumerate().take(self.depth) {
+            *i = row * self.width + self.row_index(row, hash);
+        }
+        at
+    }
+
+    /// `1/τ`: landmark units times the decay factor, times this, is a rate per second.
+    #[inline]
+    pub(crate) fn inv_tau_secs(&self) -> f64 {
+        self.inv_tau_secs
     }
 
     /// Counters per row (a power of two).
@@ -274,8 +430,8 @@ impl DecayedCountMin {
     #[inline]
     fn min_units(&self, hash: u64) -> f64 {
         let mut min = f64::INFINITY;
-        for (row, counters) in self.counters.chunks_exact(self.width).enumerate() {
-            if let Some(&c) = counters.get(self.row_index(row, hash)) {
+        for row in 0..self.depth {
+            if let Some(c) = self.cells.get(row * self.width + self.row_index(row, hash)) {
                 min = min.min(c);
             }
         }
@@ -285,9 +441,23 @@ impl DecayedCountMin {
     #[cold]
     #[inline(never)]
     fn rescale(&mut self, scale: f64) {
-        for c in &mut self.counters {
-            *c *= scale;
+        // Seqlock writer: odd, rescale, publish the landmark, even.
+        let cells = &*self.cells;
+        let seq = cells.renorm_seq.load(Ordering::Relaxed);
+        cells
+            .renorm_seq
+            .store(seq.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        for c in cells.counters.iter() {
+            let v = f64::from_bits(c.load(Ordering::Relaxed)) * scale;
+            c.store(v.to_bits(), Ordering::Relaxed);
         }
+        cells
+            .landmark_ns
+            .store(self.decay.landmark_ns(), Ordering::Relaxed);
+        cells
+            .renorm_seq
+            .store(seq.wrapping_add(2), Ordering::Release);
         self.total *= scale;
     }
 
@@ -318,9 +488,10 @@ impl DecayedCountMin {
     fn update_at(&mut self, at: &[usize], weight: f64) -> f64 {
         // Selects rather than branches (which row holds the minimum is a coin toss, so a
         // branch would mispredict); counters are never NaN, so no `f64::min` NaN handling.
+        let cells = &*self.cells;
         let mut current = f64::INFINITY;
         for &i in at {
-            let c = self.counters.get(i).copied().unwrap_or(f64::INFINITY);
+            let c = cells.get(i).unwrap_or(f64::INFINITY);
             current = if c < current { c } else { current };
         }
         // Positive and finite as two comparisons (NaN fails both).
@@ -330,9 +501,12 @@ impl DecayedCountMin {
         let inc = weight * self.decay.up();
         let target = current + inc;
         for &i in at {
-            if let Some(c) = self.counters.get_mut(i) {
-                // Conservative update: raise only counters below the new estimate.
-                *c = if *c < target { target } else { *c };
+            if let Some(c) = cells.counters.get(i) {
+                // Conservative update: raise only counters below the new estimate. Single
+                // writer: a load and a store, no read-modify-write.
+                if f64::from_bits(c.load(Ordering::Relaxed)) < target {
+                    c.store(target.to_bits(), Ordering::Relaxed);
+                }
             }
         }
         self.total += inc;
@@ -378,14 +552,30 @@ impl DecayedCountMin {
 
     /// Bytes held by the sketch; fixed at construction.
     pub fn memory_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + self.counters.capacity() * std::mem::size_of::<f64>()
+        std::mem::size_of::<Self>()
+            + std::mem::size_of::<SketchCells>()
+            + self.cells.counters.len() * std::mem::size_of::<AtomicU64>()
     }
 
     /// Forgets every key.
     pub fn clear(&mut self) {
-        self.counters.fill(0.0);
-        self.total = 0.0;
         self.decay.reset();
+        let cells = &*self.cells;
+        let seq = cells.renorm_seq.load(Ordering::Relaxed);
+        cells
+            .renorm_seq
+            .store(seq.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        for c in cells.counters.iter() {
+            c.store(0, Ordering::Relaxed);
+        }
+        cells
+            .landmark_ns
+            .store(self.decay.landmark_ns(), Ordering::Relaxed);
+        cells
+            .renorm_seq
+            .store(seq.wrapping_add(2), Ordering::Release);
+        self.total = 0.0;
     }
 }
 
@@ -557,7 +747,14 @@ mod tests {
             let b = units * general.decay.down() * general.inv_tau_secs;
             assert_eq!(a.to_bits(), b.to_bits(), "step {i}");
         }
-        assert_eq!(fast.counters, general.counters);
+        let bits = |s: &DecayedCountMin| -> Vec<u64> {
+            s.cells
+                .counters
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect()
+        };
+        assert_eq!(bits(&fast), bits(&general));
         assert_eq!(fast.total.to_bits(), general.total.to_bits());
     }
 

@@ -21,6 +21,23 @@ impl ThresholdId {
     }
 }
 
+/// Whose rate a threshold watches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThresholdScope {
+    /// The key's rate summed over every ingest worker (every agent, wherever its datagrams
+    /// land): one event per crossing, the same whatever the number of workers.
+    #[default]
+    Network,
+    /// The key's rate as one ingest worker measures it from the datagrams it receives, with
+    /// an armed state per worker (Reflex before network-wide thresholds). The kernel keeps
+    /// each agent's datagrams on one worker, so this is sFlow-RT's per-agent threshold when
+    /// there is one worker per agent; several agents hashed to one worker add up, and two
+    /// workers may each fire for the same key. For a strictly per-agent rate put `agent`
+    /// among the flow's keys (with the network scope).
+    Agent,
+}
+
 /// A flow as stated: sFlow-RT's definition plus the memory its sketch and top-k take.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FlowSpec {
@@ -75,6 +92,8 @@ pub struct ThresholdSpec {
     pub capacity: usize,
     /// Samples' worth of evidence needed before an event.
     pub min_samples: f64,
+    /// Network-wide (default) or per worker.
+    pub scope: ThresholdScope,
 }
 
 impl ThresholdSpec {
@@ -88,6 +107,7 @@ impl ThresholdSpec {
             timeout_s: 10.0,
             capacity: 4096,
             min_samples: 1.0,
+            scope: ThresholdScope::Network,
         }
     }
 }
@@ -114,6 +134,7 @@ pub(crate) struct BuiltThreshold {
     pub(crate) flow: usize,
     pub(crate) config: ThresholdConfig,
     pub(crate) min_samples: f64,
+    pub(crate) scope: ThresholdScope,
 }
 
 /// Flow and threshold specs, validated: every engine built from it is built the same way.
@@ -168,6 +189,7 @@ impl FlowSet {
                     capacity: t.capacity,
                 },
                 min_samples: t.min_samples,
+                scope: t.scope,
             });
         }
         Ok(FlowSet {
