@@ -24,7 +24,9 @@ use crate::timing::format_unix_ms;
 use super::changes::RecentChanges;
 use super::ingest::WorkerReport;
 use super::names::Names;
-use super::openflow::{self, OfClient, OfQuery};
+use super::openflow::{
+    self, dpid_text, OfClient, OfQuery, OfSummary, SwitchView, SwitchesView, TableView,
+};
 use super::policy::{
     EventApplied, Instances, LatencySummary, PolicyCommand, PolicyStats, PolicyView, RecentEvents,
 };
@@ -69,9 +71,26 @@ impl Handler for ControlHandler {
             })),
             Request::Stats => Reply::ok(self.stats_json()),
             Request::Flows { name, max } => self.flows_json(&name, max),
-            Request::Switches => self.openflow.ask(OfQuery::Switches, ASK_TIMEOUT),
+            Request::Switches => {
+                match self
+                    .openflow
+                    .ask(|reply| OfQuery::Switches { reply }, ASK_TIMEOUT)
+                {
+                    Ok(view) => Reply::ok(switches_json(&view)),
+                    Err(e) => Reply::error(e.to_string()),
+                }
+            }
             Request::Table { dpid } => match openflow::parse_dpid(&dpid) {
-                Some(dpid) => self.openflow.ask(OfQuery::Table { dpid }, ASK_TIMEOUT),
+                Some(dpid) => match self
+                    .openflow
+                    .ask(|reply| OfQuery::Table { dpid, reply }, ASK_TIMEOUT)
+                {
+                    Ok(Some(view)) => Reply::ok(table_json(&view)),
+                    Ok(None) => {
+                        Reply::error(format!("no switch with dpid {} connected", dpid_text(dpid)))
+                    }
+                    Err(e) => Reply::error(e.to_string()),
+                },
                 None => Reply::error(format!(
                     "`{dpid}` is not a datapath id (decimal, 0x-hex, or 16 hex digits)"
                 )),
@@ -247,11 +266,11 @@ impl ControlHandler {
         let policy = self
             .ask_policy(|reply| PolicyCommand::Stats { reply })
             .map_or(Value::Null, |s| policy_stats_json(&s));
+        // Without the OpenFlow thread's answer, `openflow` reads null.
         let openflow = self
             .openflow
-            .ask(OfQuery::Summary, ASK_TIMEOUT)
-            .result
-            .unwrap_or(Value::Null);
+            .ask(|reply| OfQuery::Summary { reply }, ASK_TIMEOUT)
+            .map_or(Value::Null, |s| openflow_summary_json(&s));
         json!({
             "uptime_s": (crate::io::now_ns() - self.started_ns) as f64 / 1e9,
             "workers": self.stats.len(),
@@ -377,6 +396,139 @@ fn policy_stats_json(s: &PolicyStats) -> Value {
     })
 }
 
+/// The `switches` reply.
+fn switches_json(view: &SwitchesView) -> Value {
+    json!({
+        "listen": view.listen.to_string(),
+        "accepted": view.accepted,
+        "closed": view.closed,
+        "desired": view.desired,
+        "switches": view.switches.iter().map(switch_json).collect::<Vec<_>>(),
+    })
+}
+
+/// One switch in the `switches` reply.
+fn switch_json(s: &SwitchView) -> Value {
+    let st = &s.stats;
+    let ports: Vec<Value> = s
+        .ports
+        .iter()
+        .map(|p| json!({"port_no": p.port_no, "name": p.name}))
+        .collect();
+    let errors: Vec<Value> = s
+        .recent_errors
+        .iter()
+        .map(|e| {
+            json!({
+                "xid": e.xid,
+                "op": e.op,
+                "entry": e.entry,
+                "type": e.type_name,
+                "code": e.code_name,
+            })
+        })
+        .collect();
+    // Reactive-learning counters, null when learning is off.
+    let learning = s.learning.map_or(Value::Null, |t| {
+        json!({
+            "flows": st.learn_flows,
+            "floods": st.learn_floods,
+            "hairpins": st.learn_hairpins,
+            "ignored": st.learn_ignored,
+            "shed": st.packet_ins_shed,
+            "other": st.packet_ins_other,
+            "learnt_at_connect": st.learnt_at_connect,
+            "errors": st.learn_errors,
+            "macs_learnt": t.learnt,
+            "macs_evicted": t.evicted,
+            "mac_capacity": t.capacity,
+        })
+    });
+    json!({
+        "dpid": s.dpid.map(dpid_text),
+        "address": s.address.to_string(),
+        "phase": s.phase.name(),
+        "n_tables": s.features.map(|f| f.n_tables),
+        "n_buffers": s.features.map(|f| f.n_buffers),
+        "ports": ports,
+        "connected_since": format_unix_ms(s.connected_since_unix_ms),
+        "connected_s": s.connected_ms as f64 / 1e3,
+        "msgs_in": st.msgs_in,
+        "msgs_out": st.msgs_out,
+        "bytes_in": st.bytes_in,
+        "bytes_out": st.bytes_out,
+        "flow_mods": st.flow_mods,
+        "flow_mods_confirmed": st.flow_mods_confirmed,
+        "meter_mods": st.meter_mods,
+        "unconfirmed": s.unconfirmed,
+        "barriers": st.barriers,
+        "pending_barriers": s.pending_barriers,
+        "errors": st.errors,
+        "flow_mod_errors": st.flow_mod_errors,
+        "malformed": st.malformed,
+        "partial_inputs": st.partial_inputs,
+        "echo_requests": st.echo_requests,
+        "packet_ins": st.packet_ins,
+        "learning": learning,
+        "installed": s.installed,
+        "in_sync": s.in_sync,
+        "recent_errors": errors,
+    })
+}
+
+/// The `table` reply.
+fn table_json(t: &TableView) -> Value {
+    let meters = |m: &std::collections::BTreeMap<u32, crate::openflow::DropMeter>| -> Vec<Value> {
+        m.iter()
+            .map(|(id, meter)| json!({"id": id, "rate_pps": meter.rate}))
+            .collect()
+    };
+    let differences: Vec<Value> = t
+        .differences
+        .iter()
+        .map(|(op, entry)| json!({"op": op.name(), "entry": entry}))
+        .collect();
+    json!({
+        "dpid": dpid_text(t.dpid),
+        "address": t.address.to_string(),
+        "phase": t.phase.name(),
+        "installed": t.installed,
+        "desired": t.desired,
+        "differences": differences,
+        "in_sync": t.in_sync,
+        "learning": t.learning.map(|l| json!({
+            "table": l.table_id,
+            "cookie": format!("0x{:016x}", l.cookie),
+        })),
+        "meters": {
+            "installed": meters(&t.installed_meters),
+            "desired": meters(&t.desired_meters),
+        },
+    })
+}
+
+/// The OpenFlow thread's part of `stats`.
+fn openflow_summary_json(s: &OfSummary) -> Value {
+    json!({
+        "listen": s.listen.to_string(),
+        "switches": s.switches,
+        "ready": s.ready,
+        "accepted": s.accepted,
+        "closed": s.closed,
+        "desired_entries": s.desired_entries,
+        "flow_mods": s.flow_mods,
+        "flow_mods_confirmed": s.flow_mods_confirmed,
+        "flow_mod_errors": s.flow_mod_errors,
+        "pending_barriers": s.pending_barriers,
+        "malformed": s.malformed,
+        "learning_table": s.learning_table,
+        "packet_ins": s.packet_ins,
+        "learn_flows": s.learn_flows,
+        "learn_floods": s.learn_floods,
+        "packet_ins_shed": s.packet_ins_shed,
+    })
+}
+
 /// The `state` reply without a key.
 fn instances_json(i: &Instances) -> Value {
     let modules: Vec<Value> = i
@@ -445,4 +597,53 @@ pub fn format_actions(actions: &[policy::Action]) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openflow::learning::LearningConfig;
+    use crate::openflow::session::Phase;
+    use crate::openflow::table::FlowOp;
+    use crate::openflow::DropMeter;
+
+    #[test]
+    fn a_table_view_reads_as_the_table_reply() {
+        let meter = |rate| DropMeter {
+            rate,
+            ..DropMeter::default()
+        };
+        let view = TableView {
+            dpid: 7,
+            address: "127.0.0.1:40000".parse().expect("address"),
+            phase: Phase::Ready,
+            installed: vec![" table=0, priority=0 actions=drop".into()],
+            desired: vec![],
+            differences: vec![(FlowOp::Delete, " table=0, priority=0 actions=drop".into())],
+            in_sync: false,
+            learning: Some(LearningConfig {
+                table_id: 251,
+                ..LearningConfig::default()
+            }),
+            installed_meters: [(1, meter(100))].into(),
+            desired_meters: [(1, meter(100)), (2, meter(5))].into(),
+        };
+        assert_eq!(
+            table_json(&view),
+            json!({
+                "dpid": "0000000000000007",
+                "address": "127.0.0.1:40000",
+                "phase": "ready",
+                "installed": [" table=0, priority=0 actions=drop"],
+                "desired": [],
+                "differences": [{"op": "delete", "entry": " table=0, priority=0 actions=drop"}],
+                "in_sync": false,
+                "learning": {"table": 251, "cookie": "0x5245464c00000001"},
+                "meters": {
+                    "installed": [{"id": 1, "rate_pps": 100}],
+                    "desired": [{"id": 1, "rate_pps": 100}, {"id": 2, "rate_pps": 5}],
+                },
+            })
+        );
+    }
 }

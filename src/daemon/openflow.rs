@@ -16,32 +16,31 @@
 //! their output queue is full (see the session's docs). The lowering adds the learning
 //! table's miss entry to the desired table ([`TranslateConfig`]).
 //!
-//! The control thread asks for `switches` and `table` through [`OfClient`], answered on
-//! this thread from the sessions' own state. Reads go through one scratch buffer owned by
+//! The control thread asks for `switches`, `table` and `stats` through [`OfClient`]; this
+//! thread answers with typed views of the sessions' own state ([`SwitchesView`],
+//! [`TableView`], [`OfSummary`]) and formats no JSON. Reads go through one scratch buffer owned by
 //! the thread; flow-mods are encoded straight into each session's reused output buffer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver, Sender};
-use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
-use serde_json::{json, Value};
-
-use crate::control::protocol::Reply;
 use crate::io::RateLimit;
 use crate::lower::table::{desired_delta, desired_table, TranslateErrors};
 use crate::lower::translate::TranslateConfig;
-use crate::openflow::session::{Session, SessionConfig, SessionEvent};
-use crate::openflow::table::{diff, ofctl_line, Desired, DesiredDelta, FlowOp};
-use crate::openflow::DropMeter;
+use crate::openflow::learning::LearningConfig;
+use crate::openflow::session::{
+    FlowModError, Phase, Session, SessionConfig, SessionEvent, SessionStats,
+};
+use crate::openflow::table::{diff, ofctl_line, Desired, DesiredDelta, FlowOp, FlowTable};
+use crate::openflow::{DropMeter, Features, Port};
 use crate::policy::{Delta, Rule};
-
-use crate::timing::format_unix_ms;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::policy::RuleSink;
 
@@ -67,21 +66,113 @@ pub enum Update {
     Delta(DesiredDelta),
 }
 
-/// What the control thread may ask the OpenFlow thread.
-#[derive(Clone, Debug)]
+/// What the control thread may ask the OpenFlow thread; each query carries the bounded
+/// channel its typed answer goes to (the control thread formats the JSON).
 pub enum OfQuery {
     /// Every connected switch with its counters.
-    Switches,
-    /// One switch's installed and desired tables.
-    Table { dpid: u64 },
+    Switches { reply: Sender<SwitchesView> },
+    /// One switch's installed and desired tables (`None`: no switch with that dpid).
+    Table {
+        dpid: u64,
+        reply: Sender<Option<TableView>>,
+    },
     /// Totals over all switches, for `stats`.
-    Summary,
+    Summary { reply: Sender<OfSummary> },
 }
 
-/// A query with where to send the answer.
-pub struct OfRequest {
-    pub query: OfQuery,
-    pub reply: Sender<Reply>,
+/// Why an [`OfClient::ask`] got no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OfUnanswered {
+    #[error("the OpenFlow thread is not answering")]
+    NotTaken,
+    #[error("the OpenFlow thread did not answer in time")]
+    TimedOut,
+}
+
+/// The answer to [`OfQuery::Switches`].
+#[derive(Clone, Debug)]
+pub struct SwitchesView {
+    pub listen: SocketAddr,
+    /// Connections accepted and closed since start.
+    pub accepted: u64,
+    pub closed: u64,
+    /// Entries in the desired table.
+    pub desired: usize,
+    /// Oldest connection first.
+    pub switches: Vec<SwitchView>,
+}
+
+/// One switch connection's state, as `switches` lists it.
+#[derive(Clone, Debug)]
+pub struct SwitchView {
+    pub dpid: Option<u64>,
+    pub address: SocketAddr,
+    pub phase: Phase,
+    pub features: Option<Features>,
+    pub ports: Vec<Port>,
+    pub connected_since_unix_ms: u64,
+    /// How long it has been connected when the view was taken.
+    pub connected_ms: u64,
+    pub stats: SessionStats,
+    pub unconfirmed: usize,
+    pub pending_barriers: usize,
+    /// Present when reactive learning is on.
+    pub learning: Option<MacTableView>,
+    /// Entries the switch holds (as far as the session knows).
+    pub installed: usize,
+    /// Ready, nothing queued, and the installed table is the desired one.
+    pub in_sync: bool,
+    /// The last rejected flow-mods, oldest first.
+    pub recent_errors: Vec<FlowModError>,
+}
+
+/// A session's MAC learning table counts.
+#[derive(Clone, Copy, Debug)]
+pub struct MacTableView {
+    pub learnt: u64,
+    pub evicted: u64,
+    pub capacity: usize,
+}
+
+/// The answer to [`OfQuery::Table`]: tables as `ovs-ofctl -O OpenFlow13 dump-flows` lines,
+/// by table, highest priority first.
+#[derive(Clone, Debug)]
+pub struct TableView {
+    pub dpid: u64,
+    pub address: SocketAddr,
+    pub phase: Phase,
+    pub installed: Vec<String>,
+    pub desired: Vec<String>,
+    /// What a sync would send, each with the entry it concerns (a delete shows the
+    /// installed entry).
+    pub differences: Vec<(FlowOp, String)>,
+    /// No difference and nothing queued.
+    pub in_sync: bool,
+    /// Learnt flows live on the switch, outside both tables.
+    pub learning: Option<LearningConfig>,
+    pub installed_meters: BTreeMap<u32, DropMeter>,
+    pub desired_meters: BTreeMap<u32, DropMeter>,
+}
+
+/// The answer to [`OfQuery::Summary`]: totals over the connected switches.
+#[derive(Clone, Debug)]
+pub struct OfSummary {
+    pub listen: SocketAddr,
+    pub switches: usize,
+    pub ready: usize,
+    pub accepted: u64,
+    pub closed: u64,
+    pub desired_entries: usize,
+    pub flow_mods: u64,
+    pub flow_mods_confirmed: u64,
+    pub flow_mod_errors: u64,
+    pub pending_barriers: u64,
+    pub malformed: u64,
+    pub learning_table: Option<u8>,
+    pub packet_ins: u64,
+    pub learn_flows: u64,
+    pub learn_floods: u64,
+    pub packet_ins_shed: u64,
 }
 
 /// Why the OpenFlow side could not start.
@@ -192,24 +283,23 @@ impl RuleSink for OfSink {
 /// The control thread's handle.
 #[derive(Clone)]
 pub struct OfClient {
-    tx: Sender<OfRequest>,
+    tx: Sender<OfQuery>,
     waker: Arc<Waker>,
 }
 
 impl OfClient {
-    /// Asks and waits (bounded) for the answer.
-    pub fn ask(&self, query: OfQuery, timeout: Duration) -> Reply {
+    /// Sends a query and waits (bounded) for its typed answer.
+    pub fn ask<T>(
+        &self,
+        query: impl FnOnce(Sender<T>) -> OfQuery,
+        timeout: Duration,
+    ) -> Result<T, OfUnanswered> {
         let (tx, rx) = bounded(1);
-        if self
-            .tx
-            .send_timeout(OfRequest { query, reply: tx }, timeout)
-            .is_err()
-        {
-            return Reply::error("the OpenFlow thread is not answering");
+        if self.tx.send_timeout(query(tx), timeout).is_err() {
+            return Err(OfUnanswered::NotTaken);
         }
         let _ = self.waker.wake();
-        rx.recv_timeout(timeout)
-            .unwrap_or_else(|_| Reply::error("the OpenFlow thread did not answer in time"))
+        rx.recv_timeout(timeout).map_err(|_| OfUnanswered::TimedOut)
     }
 }
 
@@ -232,7 +322,7 @@ struct OfThread {
     next_token: usize,
     desired: Desired,
     updates: Receiver<Update>,
-    queries: Receiver<OfRequest>,
+    queries: Receiver<OfQuery>,
     cfg: SessionConfig,
     scratch: Vec<u8>,
     accepted: u64,
@@ -413,13 +503,19 @@ impl OfThread {
     }
 
     fn answer_queries(&mut self) {
-        while let Ok(r) = self.queries.try_recv() {
-            let reply = match r.query {
-                OfQuery::Switches => Reply::ok(self.switches_json()),
-                OfQuery::Table { dpid } => self.table_json(dpid),
-                OfQuery::Summary => Reply::ok(self.summary_json()),
-            };
-            let _ = r.reply.send(reply);
+        while let Ok(q) = self.queries.try_recv() {
+            // A requester that gave up is no error here.
+            match q {
+                OfQuery::Switches { reply } => {
+                    let _ = reply.send(self.switches_view());
+                }
+                OfQuery::Table { dpid, reply } => {
+                    let _ = reply.send(self.table_view(dpid));
+                }
+                OfQuery::Summary { reply } => {
+                    let _ = reply.send(self.summary());
+                }
+            }
         }
     }
 
@@ -474,7 +570,7 @@ impl OfThread {
         let ready = self
             .conns
             .values()
-            .filter(|c| c.session.phase() == crate::openflow::session::Phase::Ready)
+            .filter(|c| c.session.phase() == Phase::Ready)
             .count();
         let m = &self.metrics;
         m.switches.store(ready as u64, Ordering::Relaxed);
@@ -489,177 +585,114 @@ impl OfThread {
         );
     }
 
-    fn switches_json(&self) -> Value {
-        let now = crate::io::now_ns();
-        let now_ms = crate::io::clock::unix_ms(now);
-        let mut list: Vec<(&Conn, Value)> = self
-            .conns
-            .values()
+    fn switches_view(&self) -> SwitchesView {
+        let now_ms = crate::io::clock::unix_ms(crate::io::now_ns());
+        let mut conns: Vec<&Conn> = self.conns.values().collect();
+        conns.sort_by_key(|c| c.since_unix_ms);
+        let switches = conns
+            .into_iter()
             .map(|c| {
                 let s = &c.session;
-                let st = s.stats();
-                let ports: Vec<Value> = s
-                    .ports()
-                    .values()
-                    .map(|p| json!({"port_no": p.port_no, "name": p.name}))
-                    .collect();
-                let in_sync = s.phase() == crate::openflow::session::Phase::Ready
-                    && !s.has_backlog()
-                    && s.installed() == &self.desired.flows;
-                let errors: Vec<Value> = s
-                    .recent_errors()
-                    .map(|e| {
-                        json!({
-                            "xid": e.xid,
-                            "op": e.op,
-                            "entry": e.entry,
-                            "type": e.type_name,
-                            "code": e.code_name,
-                        })
-                    })
-                    .collect();
-                let v = json!({
-                    "dpid": s.dpid().map(dpid_text),
-                    "address": c.addr.to_string(),
-                    "phase": s.phase().name(),
-                    "n_tables": s.features().map(|f| f.n_tables),
-                    "n_buffers": s.features().map(|f| f.n_buffers),
-                    "ports": ports,
-                    "connected_since": format_unix_ms(c.since_unix_ms),
-                    "connected_s": now_ms.saturating_sub(c.since_unix_ms) as f64 / 1e3,
-                    "msgs_in": st.msgs_in,
-                    "msgs_out": st.msgs_out,
-                    "bytes_in": st.bytes_in,
-                    "bytes_out": st.bytes_out,
-                    "flow_mods": st.flow_mods,
-                    "flow_mods_confirmed": st.flow_mods_confirmed,
-                    "meter_mods": st.meter_mods,
-                    "unconfirmed": s.unconfirmed(),
-                    "barriers": st.barriers,
-                    "pending_barriers": s.pending_barriers(),
-                    "errors": st.errors,
-                    "flow_mod_errors": st.flow_mod_errors,
-                    "malformed": st.malformed,
-                    "partial_inputs": st.partial_inputs,
-                    "echo_requests": st.echo_requests,
-                    "packet_ins": st.packet_ins,
-                    "learning": learning_json(s),
-                    "installed": s.installed().len(),
-                    "in_sync": in_sync,
-                    "recent_errors": errors,
-                });
-                (c, v)
+                SwitchView {
+                    dpid: s.dpid(),
+                    address: c.addr,
+                    phase: s.phase(),
+                    features: s.features().copied(),
+                    ports: s.ports().values().cloned().collect(),
+                    connected_since_unix_ms: c.since_unix_ms,
+                    connected_ms: now_ms.saturating_sub(c.since_unix_ms),
+                    stats: s.stats(),
+                    unconfirmed: s.unconfirmed(),
+                    pending_barriers: s.pending_barriers(),
+                    learning: s.mac_table().map(|t| {
+                        let (learnt, evicted) = t.counts();
+                        MacTableView {
+                            learnt,
+                            evicted,
+                            capacity: t.capacity(),
+                        }
+                    }),
+                    installed: s.installed().len(),
+                    in_sync: s.phase() == Phase::Ready
+                        && !s.has_backlog()
+                        && s.installed() == &self.desired.flows,
+                    recent_errors: s.recent_errors().cloned().collect(),
+                }
             })
             .collect();
-        list.sort_by_key(|(c, _)| c.since_unix_ms);
-        json!({
-            "listen": self.listen.to_string(),
-            "accepted": self.accepted,
-            "closed": self.closed,
-            "desired": self.desired.flows.len(),
-            "switches": list.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
-        })
+        SwitchesView {
+            listen: self.listen,
+            accepted: self.accepted,
+            closed: self.closed,
+            desired: self.desired.flows.len(),
+            switches,
+        }
     }
 
-    fn summary_json(&self) -> Value {
+    fn summary(&self) -> OfSummary {
         let sum =
             |f: &dyn Fn(&Session) -> u64| self.conns.values().map(|c| f(&c.session)).sum::<u64>();
-        json!({
-            "listen": self.listen.to_string(),
-            "switches": self.conns.len(),
-            "ready": self
+        OfSummary {
+            listen: self.listen,
+            switches: self.conns.len(),
+            ready: self
                 .conns
                 .values()
-                .filter(|c| c.session.phase() == crate::openflow::session::Phase::Ready)
+                .filter(|c| c.session.phase() == Phase::Ready)
                 .count(),
-            "accepted": self.accepted,
-            "closed": self.closed,
-            "desired_entries": self.desired.flows.len(),
-            "flow_mods": sum(&|s| s.stats().flow_mods),
-            "flow_mods_confirmed": sum(&|s| s.stats().flow_mods_confirmed),
-            "flow_mod_errors": sum(&|s| s.stats().flow_mod_errors),
-            "pending_barriers": sum(&|s| s.pending_barriers() as u64),
-            "malformed": sum(&|s| s.stats().malformed),
-            "learning_table": self.cfg.learning.map(|l| l.table_id),
-            "packet_ins": sum(&|s| s.stats().packet_ins),
-            "learn_flows": sum(&|s| s.stats().learn_flows),
-            "learn_floods": sum(&|s| s.stats().learn_floods),
-            "packet_ins_shed": sum(&|s| s.stats().packet_ins_shed),
-        })
+            accepted: self.accepted,
+            closed: self.closed,
+            desired_entries: self.desired.flows.len(),
+            flow_mods: sum(&|s| s.stats().flow_mods),
+            flow_mods_confirmed: sum(&|s| s.stats().flow_mods_confirmed),
+            flow_mod_errors: sum(&|s| s.stats().flow_mod_errors),
+            pending_barriers: sum(&|s| s.pending_barriers() as u64),
+            malformed: sum(&|s| s.stats().malformed),
+            learning_table: self.cfg.learning.map(|l| l.table_id),
+            packet_ins: sum(&|s| s.stats().packet_ins),
+            learn_flows: sum(&|s| s.stats().learn_flows),
+            learn_floods: sum(&|s| s.stats().learn_floods),
+            packet_ins_shed: sum(&|s| s.stats().packet_ins_shed),
+        }
     }
 
-    fn table_json(&self, dpid: u64) -> Reply {
-        let Some(c) = self
+    /// The newest connection with `dpid`, if any.
+    fn table_view(&self, dpid: u64) -> Option<TableView> {
+        let c = self
             .conns
             .values()
             .filter(|c| c.session.dpid() == Some(dpid))
-            .max_by_key(|c| c.since_unix_ms)
-        else {
-            return Reply::error(format!("no switch with dpid {} connected", dpid_text(dpid)));
-        };
+            .max_by_key(|c| c.since_unix_ms)?;
         let installed = c.session.installed();
         // As dump-flows lists them: by table, highest priority first.
-        let lines = |t: &crate::openflow::table::FlowTable| -> Vec<String> {
+        let lines = |t: &FlowTable| -> Vec<String> {
             let mut entries: Vec<_> = t.iter().collect();
             entries.sort_by_key(|(k, _)| (k.table_id, std::cmp::Reverse(k.priority)));
             entries.iter().map(|(k, i)| ofctl_line(k, i)).collect()
         };
-        let differences: Vec<Value> = diff(installed, &self.desired.flows)
+        let differences: Vec<(FlowOp, String)> = diff(installed, &self.desired.flows)
             .into_iter()
             .map(|(op, k, i)| {
                 let shown = match op {
                     FlowOp::Delete => installed.get(k).unwrap_or(&[]),
                     _ => i,
                 };
-                json!({"op": op.name(), "entry": ofctl_line(k, shown)})
+                (op, ofctl_line(k, shown))
             })
             .collect();
-        let meters = |m: &std::collections::BTreeMap<u32, DropMeter>| -> Vec<Value> {
-            m.iter()
-                .map(|(id, meter)| json!({"id": id, "rate_pps": meter.rate}))
-                .collect()
-        };
-        Reply::ok(json!({
-            "dpid": dpid_text(dpid),
-            "address": c.addr.to_string(),
-            "phase": c.session.phase().name(),
-            "installed": lines(installed),
-            "desired": lines(&self.desired.flows),
-            "differences": differences,
-            "in_sync": differences.is_empty() && !c.session.has_backlog(),
-            // Learnt flows live on the switch, outside both tables.
-            "learning": self.cfg.learning.map(|l| json!({
-                "table": l.table_id,
-                "cookie": format!("0x{:016x}", l.cookie),
-            })),
-            "meters": {
-                "installed": meters(c.session.installed_meters()),
-                "desired": meters(&self.desired.meters),
-            },
-        }))
+        Some(TableView {
+            dpid,
+            address: c.addr,
+            phase: c.session.phase(),
+            installed: lines(installed),
+            desired: lines(&self.desired.flows),
+            in_sync: differences.is_empty() && !c.session.has_backlog(),
+            differences,
+            learning: self.cfg.learning,
+            installed_meters: c.session.installed_meters().clone(),
+            desired_meters: self.desired.meters.clone(),
+        })
     }
-}
-
-/// A session's reactive-learning counters (null when learning is off).
-fn learning_json(s: &Session) -> Value {
-    let Some(t) = s.mac_table() else {
-        return Value::Null;
-    };
-    let st = s.stats();
-    let (learnt, evicted) = t.counts();
-    json!({
-        "flows": st.learn_flows,
-        "floods": st.learn_floods,
-        "hairpins": st.learn_hairpins,
-        "ignored": st.learn_ignored,
-        "shed": st.packet_ins_shed,
-        "other": st.packet_ins_other,
-        "learnt_at_connect": st.learnt_at_connect,
-        "errors": st.learn_errors,
-        "macs_learnt": learnt,
-        "macs_evicted": evicted,
-        "mac_capacity": t.capacity(),
-    })
 }
 
 /// Reads until WouldBlock, EOF, or the session's output queue is full.
