@@ -1,8 +1,10 @@
 //! Reflex: an SDN controller that turns sFlow v5 measurements into OpenFlow 1.3 flow-table
 //! changes within milliseconds.
 //!
-//! Data flows one way: [`io`] → [`sflow`] → [`packet`] → [`flow`] → policy → openflow → [`io`].
-//! Protocol cores are sans-IO (bytes and `now` in, actions out); only [`io`] touches sockets.
+//! Data flows one way: [`io`] → [`sflow`] → [`packet`] → [`flow`] → [`policy`] → [`lower`] →
+//! [`openflow`] → [`io`]. Protocol cores are sans-IO (bytes and `now` in, typed values out);
+//! only [`io`] makes syscalls, and [`daemon`] is the one shell that owns threads and sockets.
+//! ARCHITECTURE.md (at the repository root) draws the threads, channels and import rules.
 
 pub mod config;
 pub mod control;
