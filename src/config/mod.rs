@@ -736,6 +736,32 @@ mod tests {
     }
 
     #[test]
+    fn header_fields_openflow_cannot_match_are_flow_keys_but_not_module_keys() {
+        for field in ["ipttl", "ipflags", "ipfragoffset", "tcpflags"] {
+            let mut c = Config::embedded().unwrap();
+            c.flows[0].keys = format!("ipsource,{field}");
+            c.modules[0].key = format!("ipsource,{field}");
+            let e = c.build().err().unwrap().to_string();
+            assert!(
+                e.contains(&format!("`{field}` cannot key a module"))
+                    && e.contains("OpenFlow 1.3")
+                    && e.contains("flow key"),
+                "{e}"
+            );
+            // As a flow key (and in filters) it is fine.
+            let mut c = Config::embedded().unwrap();
+            c.flows[0].keys = format!("ipsource,{field}");
+            c.flows[0].filter = Some(format!("{field}!=0x0"));
+            c.build().unwrap();
+        }
+        // ip6nexthdr is OpenFlow's ip_proto: a module may be keyed by it.
+        let mut c = Config::embedded().unwrap();
+        c.flows[0].keys = "ip6destination,ip6nexthdr".into();
+        c.modules[0].key = "ip6nexthdr".into();
+        c.build().unwrap();
+    }
+
+    #[test]
     fn learning_is_on_only_with_learn_and_its_table_must_clear_the_pipeline() {
         let mut config = Config::embedded().unwrap();
         assert_eq!(config.build().unwrap().learning, None);

@@ -17,6 +17,17 @@
 //! | `ipprotocol` | 1 | IP protocol | `6` |
 //! | `tcp*port`, `udp*port` | 2 | port | `80` |
 //! | `icmptype` | 1 | ICMP / ICMPv6 type | `8` |
+//! | `ipttl` | 1 | IPv4 TTL | `64` |
+//! | `ipflags` | 1 | IPv4 flags (reserved, DF, MF) | `010` (3 binary digits) |
+//! | `ipfragoffset` | 2 | IPv4 fragment offset (8-byte units) | `185` |
+//! | `ip6nexthdr` | 1 | IPv6 upper-layer protocol | `17` |
+//! | `tcpflags` | 2 | TCP flags (NS..FIN) | `000000010` (9 binary digits) |
+//!
+//! The flag fields print as sFlow-RT prints them, one binary digit per flag, most
+//! significant first, so that `ipflags=001` (more fragments) and `tcpflags=000000010` (a bare
+//! SYN) read as in its applications; parsing takes binary digits or `0x` hex. `tcpflags`
+//! carries the low eight flag bits of the header (CWR..FIN); the ninth (NS, now reserved by
+//! RFC 8311) is not read and prints as 0.
 //!
 //! sFlow-RT prints MAC addresses as 12 hex digits without separators (in uppercase, as far as
 //! its published examples show) and numeric keys in decimal; parsing accepts either case,
@@ -79,6 +90,16 @@ pub enum KeyField {
     UdpDestinationPort,
     /// `icmptype`: ICMP or ICMPv6 type.
     IcmpType,
+    /// `ipttl`: IPv4 time to live.
+    IpTtl,
+    /// `ipflags`: IPv4 flags (reserved, don't fragment, more fragments).
+    IpFlags,
+    /// `ipfragoffset`: IPv4 fragment offset, in 8-byte units.
+    IpFragOffset,
+    /// `ip6nexthdr`: IPv6 upper-layer protocol (after extension headers).
+    Ip6NextHdr,
+    /// `tcpflags`: TCP flags.
+    TcpFlags,
 }
 
 /// One encoded field value (at most [`MAX_FIELD_LEN`] bytes), built without allocating.
@@ -160,6 +181,22 @@ fn parse_u32(text: &str) -> Option<u32> {
     }
 }
 
+/// Flags written as sFlow-RT writes them (binary digits, most significant flag first) or as
+/// `0x` hex, at most `max`.
+fn parse_flags(text: &str, max: u32) -> Option<u32> {
+    let value = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+        None if !text.is_empty()
+            && text.len() <= 16
+            && text.bytes().all(|b| b == b'0' || b == b'1') =>
+        {
+            u32::from_str_radix(text, 2).ok()?
+        }
+        None => return None,
+    };
+    (value <= max).then_some(value)
+}
+
 fn parse_mac(text: &str) -> Option<[u8; 6]> {
     let t = text.trim();
     let mut digits = [0u8; 12];
@@ -197,7 +234,7 @@ fn parse_mac(text: &str) -> Option<[u8; 6]> {
 
 impl KeyField {
     /// Every field, in declaration order.
-    pub const ALL: [KeyField; 17] = [
+    pub const ALL: [KeyField; 22] = [
         KeyField::Agent,
         KeyField::InputIfindex,
         KeyField::OutputIfindex,
@@ -215,6 +252,11 @@ impl KeyField {
         KeyField::UdpSourcePort,
         KeyField::UdpDestinationPort,
         KeyField::IcmpType,
+        KeyField::IpTtl,
+        KeyField::IpFlags,
+        KeyField::IpFragOffset,
+        KeyField::Ip6NextHdr,
+        KeyField::TcpFlags,
     ];
 
     /// Looks a field up by its sFlow-RT name (ASCII case-insensitive).
@@ -244,6 +286,11 @@ impl KeyField {
             KeyField::UdpSourcePort => "udpsourceport",
             KeyField::UdpDestinationPort => "udpdestinationport",
             KeyField::IcmpType => "icmptype",
+            KeyField::IpTtl => "ipttl",
+            KeyField::IpFlags => "ipflags",
+            KeyField::IpFragOffset => "ipfragoffset",
+            KeyField::Ip6NextHdr => "ip6nexthdr",
+            KeyField::TcpFlags => "tcpflags",
         }
     }
 
@@ -259,8 +306,14 @@ impl KeyField {
             | KeyField::TcpSourcePort
             | KeyField::TcpDestinationPort
             | KeyField::UdpSourcePort
-            | KeyField::UdpDestinationPort => 2,
-            KeyField::IpProtocol | KeyField::IcmpType => 1,
+            | KeyField::UdpDestinationPort
+            | KeyField::IpFragOffset
+            | KeyField::TcpFlags => 2,
+            KeyField::IpProtocol
+            | KeyField::IcmpType
+            | KeyField::IpTtl
+            | KeyField::IpFlags
+            | KeyField::Ip6NextHdr => 1,
         }
     }
 
@@ -350,6 +403,20 @@ impl KeyField {
                 Some(PROTO_ICMP | PROTO_ICMPV6) => k.icmp_type.map(|t| top(u128::from(t), 1)),
                 _ => None,
             },
+            // The IPv4 parser reads the flags word whenever it reads the TTL after it, and
+            // only it sets the flags: so a TTL with flags is an IPv4 TTL, not a hop limit.
+            KeyField::IpTtl => k.ip_flags.and(k.ip_ttl).map(|t| top(u128::from(t), 1)),
+            KeyField::IpFlags => k.ip_flags.map(|f| top(u128::from(f), 1)),
+            KeyField::IpFragOffset => k.ip_frag_offset.map(|o| top(u128::from(o), 2)),
+            KeyField::Ip6NextHdr => match k.ip_src {
+                // The IPv6 parser reads the source before any next header.
+                Some(IpAddr::V6(_)) => k.ip_proto.map(|p| top(u128::from(p), 1)),
+                _ => None,
+            },
+            KeyField::TcpFlags => match k.ip_proto {
+                Some(PROTO_TCP) => k.tcp_flags.map(|f| top(u128::from(f), 2)),
+                _ => None,
+            },
         }
     }
 
@@ -383,6 +450,8 @@ impl KeyField {
                 Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).to_string()
             }
             KeyField::MacSource | KeyField::MacDestination => hex(bytes, true),
+            KeyField::IpFlags => format!("{:03b}", uint()),
+            KeyField::TcpFlags => format!("{:09b}", uint()),
             KeyField::OutputIfindex => match bytes[0] {
                 OUT_DISCARD => "discard".to_string(),
                 OUT_MULTIPLE => "multiple".to_string(),
@@ -456,6 +525,24 @@ impl KeyField {
             }
             KeyField::IcmpType => {
                 FieldValue::from_slice(&[num(255, "an ICMP type (0-255)")? as u8])
+            }
+            KeyField::IpTtl => FieldValue::from_slice(&[num(255, "a TTL (0-255)")? as u8]),
+            KeyField::Ip6NextHdr => {
+                FieldValue::from_slice(&[num(255, "a next header (0-255)")? as u8])
+            }
+            KeyField::IpFragOffset => {
+                let n = num(0xFFFF, "a fragment offset (0-8191)")? as u16;
+                FieldValue::from_slice(&n.to_be_bytes())
+            }
+            KeyField::IpFlags => {
+                let n =
+                    parse_flags(t, 0xFF).ok_or_else(|| err("IP flags as binary digits (001)"))?;
+                FieldValue::from_slice(&[n as u8])
+            }
+            KeyField::TcpFlags => {
+                let n = parse_flags(t, 0xFFFF)
+                    .ok_or_else(|| err("TCP flags as binary digits (000000010)"))?;
+                FieldValue::from_slice(&(n as u16).to_be_bytes())
             }
         };
         Ok(v)
@@ -551,6 +638,11 @@ mod tests {
             (KeyField::UdpSourcePort, None),
             (KeyField::UdpDestinationPort, None),
             (KeyField::IcmpType, Some("8")),
+            (KeyField::IpTtl, Some("64")),
+            (KeyField::IpFlags, Some("000")),
+            (KeyField::IpFragOffset, Some("0")),
+            (KeyField::Ip6NextHdr, None),
+            (KeyField::TcpFlags, None),
         ];
         for (f, want) in expect {
             assert_eq!(text(f, &s).as_deref(), want, "{}", f.name());
@@ -632,6 +724,91 @@ mod tests {
             ..Frame::default()
         });
         assert_eq!(text(KeyField::IcmpType, &icmp6).as_deref(), Some("135"));
+    }
+
+    #[test]
+    fn ttl_flags_fragments_and_next_header() {
+        let syn = sample_of(&Frame {
+            l3: L3::V4 {
+                src: [192, 0, 2, 1],
+                dst: [10, 0, 0, 3],
+                tos: 0,
+                ttl: 7,
+                options: 0,
+                frag_offset: 0,
+                more_fragments: true,
+            },
+            l4: L4::Tcp {
+                src: 40000,
+                dst: 80,
+                flags: 0x02,
+            },
+            ..Frame::default()
+        });
+        assert_eq!(text(KeyField::IpTtl, &syn).as_deref(), Some("7"));
+        assert_eq!(text(KeyField::IpFlags, &syn).as_deref(), Some("001"));
+        assert_eq!(text(KeyField::IpFragOffset, &syn).as_deref(), Some("0"));
+        assert_eq!(text(KeyField::TcpFlags, &syn).as_deref(), Some("000000010"));
+        assert_eq!(text(KeyField::Ip6NextHdr, &syn), None);
+        // sFlow-RT's spellings select the same values.
+        assert_eq!(
+            KeyField::TcpFlags.value(&syn),
+            KeyField::TcpFlags.parse_value("000000010").ok()
+        );
+        assert_eq!(
+            KeyField::IpFlags.value(&syn),
+            KeyField::IpFlags.parse_value("001").ok()
+        );
+
+        let later = sample_of(&Frame {
+            l3: L3::V4 {
+                src: [1, 1, 1, 1],
+                dst: [2, 2, 2, 2],
+                tos: 0,
+                ttl: 64,
+                options: 0,
+                frag_offset: 185,
+                more_fragments: false,
+            },
+            l4: L4::Udp { src: 7, dst: 9 },
+            ..Frame::default()
+        });
+        assert_eq!(text(KeyField::IpFragOffset, &later).as_deref(), Some("185"));
+        assert_eq!(text(KeyField::IpFlags, &later).as_deref(), Some("000"));
+        assert_eq!(text(KeyField::UdpSourcePort, &later), None);
+
+        let udp6 = sample_of(&Frame {
+            l3: L3::V6 {
+                src: [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                dst: [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+                tclass: 0,
+                hlim: 9,
+                exts: vec![crate::packet::build::Ext::HopByHop(0)],
+            },
+            l4: L4::Udp { src: 53, dst: 9 },
+            ..Frame::default()
+        });
+        assert_eq!(text(KeyField::Ip6NextHdr, &udp6).as_deref(), Some("17"));
+        // The hop limit is not an IPv4 TTL, and IPv6 has no IPv4 flags.
+        assert_eq!(text(KeyField::IpTtl, &udp6), None);
+        assert_eq!(text(KeyField::IpFlags, &udp6), None);
+        assert_eq!(text(KeyField::IpFragOffset, &udp6), None);
+        assert_eq!(text(KeyField::TcpFlags, &udp6), None);
+    }
+
+    #[test]
+    fn flags_parse_as_binary_digits_or_hex() {
+        let f = KeyField::IpFlags;
+        assert_eq!(f.parse_value("010").unwrap().as_bytes(), [2]);
+        assert_eq!(f.parse_value("0x2").unwrap().as_bytes(), [2]);
+        assert!(f.parse_value("2").is_err());
+        assert!(f.parse_value("").is_err());
+        assert!(f.parse_value("100000000").is_err());
+        let t = KeyField::TcpFlags;
+        assert_eq!(t.parse_value("000010010").unwrap().as_bytes(), [0, 0x12]);
+        assert_eq!(t.parse_value("0x12").unwrap().as_bytes(), [0, 0x12]);
+        assert!(t.parse_value("syn").is_err());
+        assert!(KeyField::IpTtl.parse_value("256").is_err());
     }
 
     #[test]

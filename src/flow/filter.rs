@@ -936,7 +936,8 @@ mod tests {
         #[test]
         fn flat_form_agrees_with_the_tree(
             tests in proptest::collection::vec(
-                (0usize..18, any::<bool>(), proptest::collection::vec(any::<u64>(), 1..3)),
+                // One index past the fields stands for `direction`.
+                (0..=KeyField::ALL.len(), any::<bool>(), proptest::collection::vec(any::<u64>(), 1..3)),
                 1..5,
             ),
             all in any::<bool>(),
@@ -1100,6 +1101,10 @@ mod tests {
         s.keys.src_port = some(&mut next).then(|| next(3) as u16);
         s.keys.dst_port = some(&mut next).then(|| next(3) as u16);
         s.keys.icmp_type = some(&mut next).then(|| next(3) as u8);
+        s.keys.ip_ttl = some(&mut next).then(|| next(3) as u8);
+        s.keys.ip_flags = some(&mut next).then(|| next(3) as u8);
+        s.keys.ip_frag_offset = some(&mut next).then(|| next(3) as u16);
+        s.keys.tcp_flags = some(&mut next).then(|| next(3) as u8);
         s
     }
 }

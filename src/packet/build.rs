@@ -263,9 +263,12 @@ impl Frame {
                 tos,
                 ttl,
                 frag_offset,
+                more_fragments,
                 ..
             } => {
                 k.ethertype = Some(ETHERTYPE_IPV4);
+                k.ip_flags = Some(u8::from(*more_fragments));
+                k.ip_frag_offset = Some(frag_offset & 0x1FFF);
                 k.ip_src = Some(IpAddr::V4(Ipv4Addr::from(*src)));
                 k.ip_dst = Some(IpAddr::V4(Ipv4Addr::from(*dst)));
                 k.ip_tos = Some(*tos);

@@ -54,7 +54,10 @@ pub(super) fn ipv4_into(p: &[u8], keys: &mut HeaderKeys) {
             keys.ip_proto = Some(proto);
             keys.ip_src = Some(IpAddr::V4(Ipv4Addr::new(s0, s1, s2, s3)));
             keys.ip_dst = Some(IpAddr::V4(Ipv4Addr::new(d0, d1, d2, d3)));
-            if u16::from_be_bytes([f0, f1]) & 0x1FFF != 0 {
+            let flags_offset = u16::from_be_bytes([f0, f1]);
+            keys.ip_flags = Some((flags_offset >> 13) as u8);
+            keys.ip_frag_offset = Some(flags_offset & 0x1FFF);
+            if flags_offset & 0x1FFF != 0 {
                 keys.fragment = true;
             } else if let Some(l4) = p.get(20..) {
                 transport::parse_into(proto, l4, keys);
@@ -79,6 +82,8 @@ fn ipv4_checked(p: &[u8], keys: &mut HeaderKeys) {
     let Some(flags_offset) = be16(p, 6) else {
         return;
     };
+    keys.ip_flags = Some((flags_offset >> 13) as u8);
+    keys.ip_frag_offset = Some(flags_offset & 0x1FFF);
     if flags_offset & 0x1FFF != 0 {
         keys.fragment = true;
         return;

@@ -64,6 +64,10 @@ pub struct HeaderKeys {
     pub ip_tos: Option<u8>,
     /// IPv4 TTL / IPv6 hop limit.
     pub ip_ttl: Option<u8>,
+    /// IPv4 flags (3 bits: reserved, don't fragment, more fragments); IPv4 only.
+    pub ip_flags: Option<u8>,
+    /// IPv4 fragment offset (13 bits, in 8-byte units); IPv4 only.
+    pub ip_frag_offset: Option<u16>,
     /// A non-first fragment: it carries no transport header, so no L4 keys.
     pub fragment: bool,
     /// TCP, UDP or SCTP source port.
@@ -211,6 +215,8 @@ mod tests {
         assert_eq!(k.ip_proto, Some(1));
         assert_eq!(k.ip_ttl, Some(64));
         assert_eq!(k.ip_tos, Some(0));
+        // Flags 0x4000: don't fragment, offset 0.
+        assert_eq!((k.ip_flags, k.ip_frag_offset), (Some(0b010), Some(0)));
         assert!(!k.fragment);
         assert_eq!((k.icmp_type, k.icmp_code), (Some(8), Some(0)));
         assert_eq!((k.src_port, k.dst_port, k.tcp_flags), (None, None, None));
@@ -338,11 +344,33 @@ mod tests {
         let first = parse_ethernet(&frag(0, true).build());
         assert!(!first.fragment);
         assert_eq!(first.src_port, Some(7));
+        assert_eq!(
+            (first.ip_flags, first.ip_frag_offset),
+            (Some(0b001), Some(0))
+        );
         let later = parse_ethernet(&frag(185, false).build());
         assert!(later.fragment);
+        assert_eq!((later.ip_flags, later.ip_frag_offset), (Some(0), Some(185)));
+        // Every flag bit, and the offset's full 13 bits, through both IPv4 paths.
+        let mut bytes = frag(0x1FFF, true).build();
+        bytes[14 + 6] |= 0xC0; // reserved + don't fragment
+        for header in [&bytes[14..], &with_options(&bytes[14..])[..]] {
+            let k = parse_ipv4(header);
+            assert_eq!((k.ip_flags, k.ip_frag_offset), (Some(0b111), Some(0x1FFF)));
+            assert!(k.fragment);
+        }
         assert_eq!(later.ip_proto, Some(17));
         assert_eq!((later.src_port, later.dst_port), (None, None));
         assert_eq!(later.ip_src, Some(v4(1, 1, 1, 1)));
+    }
+
+    /// The same IPv4 packet with one (NOP) option word, so that it takes the checked path.
+    fn with_options(ip: &[u8]) -> Vec<u8> {
+        let mut out = ip[..20].to_vec();
+        out[0] = 0x46;
+        out.extend_from_slice(&[1, 1, 1, 1]);
+        out.extend_from_slice(&ip[20..]);
+        out
     }
 
     fn v6(last: u16) -> [u8; 16] {
@@ -530,6 +558,7 @@ mod tests {
                 }
                 sub!(eth_src, eth_dst, ethertype, vlan, inner_vlan, ip_src, ip_dst, ip_proto);
                 sub!(ip_tos, ip_ttl, src_port, dst_port, tcp_flags, icmp_type, icmp_code);
+                sub!(ip_flags, ip_frag_offset);
                 let _ = parse_ip(&bytes[cut..]);
             }
             assert_eq!(parse_ethernet(&bytes[..]), full);

@@ -127,20 +127,26 @@ fn module_key(m: &ModuleSpec) -> Result<ModuleKey, String> {
         .split(',')
         .map(str::trim)
         .map(|name| {
-            Field::from_name(name)
-                .or_else(|| {
-                    crate::flow::field::KeyField::from_name(name).and_then(field_of_flow_key)
-                })
-                .ok_or(name)
+            if let Some(f) = Field::from_name(name) {
+                return Ok(f);
+            }
+            match crate::flow::field::KeyField::from_name(name) {
+                Some(k) => field_of_flow_key(k).ok_or_else(|| {
+                    format!(
+                        "key `{}`: `{name}` cannot key a module, because an OpenFlow 1.3 \
+                         switch cannot match it; it can still be a flow key (and filter) \
+                         for detection",
+                        m.key
+                    )
+                }),
+                None => Err(format!(
+                    "key `{}` is not ipv4, ipv6, mac or port, nor a comma list of fields \
+                     (`{name}` is not a field)",
+                    m.key
+                )),
+            }
         })
-        .collect::<Result<Vec<Field>, &str>>()
-        .map_err(|bad| {
-            format!(
-                "key `{}` is not ipv4, ipv6, mac or port, nor a comma list of fields \
-                 (`{bad}` is not a field)",
-                m.key
-            )
-        })?;
+        .collect::<Result<Vec<Field>, String>>()?;
     if m.field.is_some() {
         return Err(
             "`field` goes with a key kind (ipv4, ipv6, mac, port), not a field list".into(),

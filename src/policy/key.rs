@@ -186,8 +186,11 @@ fn shifted_right(v: u128, by: u32) -> u128 {
 }
 
 /// The packet field a flow key field carries (`ipsource` → `ip_src`); `None` for fields
-/// no OpenFlow match can test (`agent`, `outputifindex`). `inputifindex` maps to `in_port`:
-/// on the switches Reflex drives, sFlow's ifIndex is the OpenFlow port number.
+/// no OpenFlow 1.3 match can test (`agent`, `outputifindex`, and the header fields OF 1.3
+/// has no OXM for: `ipttl`, `ipflags`, `ipfragoffset`, `tcpflags`). `inputifindex` maps to
+/// `in_port`: on the switches Reflex drives, sFlow's ifIndex is the OpenFlow port number.
+/// `ip6nexthdr` maps to `ip_proto`, which OpenFlow matches for IPv6 too (pair it with an
+/// IPv6 address in a module key to leave IPv4 alone).
 pub fn field_of_flow_key(k: KeyField) -> Option<Field> {
     Some(match k {
         KeyField::InputIfindex => Field::InPort,
@@ -205,7 +208,13 @@ pub fn field_of_flow_key(k: KeyField) -> Option<Field> {
         KeyField::UdpSourcePort => Field::UdpSrc,
         KeyField::UdpDestinationPort => Field::UdpDst,
         KeyField::IcmpType => Field::IcmpType,
-        KeyField::Agent | KeyField::OutputIfindex => return None,
+        KeyField::Ip6NextHdr => Field::IpProto,
+        KeyField::Agent
+        | KeyField::OutputIfindex
+        | KeyField::IpTtl
+        | KeyField::IpFlags
+        | KeyField::IpFragOffset
+        | KeyField::TcpFlags => return None,
     })
 }
 
