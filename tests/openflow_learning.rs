@@ -22,9 +22,12 @@ use reflex_testkit::switch::{entry, FakeSwitch};
 const LEARN_TABLE: u8 = 251;
 
 fn config() -> String {
+    // Without the stale-flow guard: these tests count the classic table's entries.
     let text = reflex::config::DEFAULT_TOML
-        .replace("main = \"auth >> normal\"", "main = \"auth >> learn\"");
+        .replace("main = \"auth >> normal\"", "main = \"auth >> learn\"")
+        .replace("stale_flow_guard = true", "stale_flow_guard = false");
     assert!(text.contains("main = \"auth >> learn\"\n"));
+    assert!(text.contains("stale_flow_guard = false"));
     text
 }
 
@@ -49,7 +52,7 @@ fn desired() -> Desired {
         &engine.meters(),
         &TranslateConfig {
             learning_table: Some(LEARN_TABLE),
-            ..Default::default()
+            stale_flow_guard: config.openflow.stale_flow_guard,
         },
     );
     assert!(errors.is_empty());

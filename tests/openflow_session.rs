@@ -11,9 +11,19 @@ use reflex::openflow::table::{diff, Desired, EntryKey, FlowTable};
 use reflex::openflow::{port, Action, FlowModCommand, Hello, Instruction, Match, Message};
 use reflex_testkit::switch::{entry, FakeSwitch};
 
+/// The embedded default without the stale-flow guard: these tests count the classic
+/// three-entry table's flow-mods (the guard's ECN twins are tested in lower_pipeline and
+/// on Open vSwitch).
+fn config_text() -> String {
+    let text =
+        reflex::config::DEFAULT_TOML.replace("stale_flow_guard = true", "stale_flow_guard = false");
+    assert!(text.contains("stale_flow_guard = false"));
+    text
+}
+
 fn start() -> Daemon {
     Daemon::start(
-        reflex::config::DEFAULT_TOML,
+        &config_text(),
         &[
             "--sflow",
             &format!("127.0.0.1:{}", free_udp_port()),
@@ -25,12 +35,16 @@ fn start() -> Daemon {
 
 /// The desired table of the embedded default policy with no host authenticated.
 fn default_desired() -> Desired {
-    let config = reflex::config::Config::embedded().expect("embedded config");
+    let config = reflex::config::Config::from_toml(&config_text(), "test").expect("config");
     let engine = config.build().expect("policy").policy;
     let (d, errors) = reflex::lower::table::desired_table(
         &engine.rules(),
         &engine.meters(),
-        &reflex::lower::translate::TranslateConfig::default(),
+        // As the daemon lowers it: with the stale-flow guard of its configuration.
+        &reflex::lower::translate::TranslateConfig {
+            stale_flow_guard: config.openflow.stale_flow_guard,
+            ..Default::default()
+        },
     );
     assert!(errors.is_empty());
     d
