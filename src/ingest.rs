@@ -30,6 +30,12 @@ pub struct WorkerStats {
     pub agent_restarts: AtomicU64,
     pub untracked_agents: AtomicU64,
     pub detections: AtomicU64,
+    /// Crossings not fired because a table of disarmed keys was full (see
+    /// [`FlowEngine::suppressed`]).
+    pub events_suppressed: AtomicU64,
+    /// Events the policy thread's queue refused at first and took from the backlog later.
+    pub events_retried: AtomicU64,
+    /// Events lost: the queue and the worker's backlog were both full.
     pub events_dropped: AtomicU64,
     pub recv_errors: AtomicU64,
 }
@@ -49,6 +55,7 @@ struct Counters {
     agent_restarts: u64,
     untracked_agents: u64,
     detections: u64,
+    events_suppressed: u64,
 }
 
 impl Counters {
@@ -67,6 +74,7 @@ impl Counters {
         s.agent_restarts.store(self.agent_restarts, r);
         s.untracked_agents.store(self.untracked_agents, r);
         s.detections.store(self.detections, r);
+        s.events_suppressed.store(self.events_suppressed, r);
         // Last, with release: a reader that acquires this count sees every counter above
         // at least as new (stats never show a datagram without its decode error).
         s.datagrams.store(self.datagrams, Ordering::Release);
@@ -322,6 +330,7 @@ impl IngestCore {
     /// Ends a batch: publishes counters for readers on other threads.
     pub fn end_batch(&mut self, stats: &WorkerStats) {
         self.counters.batches += 1;
+        self.counters.events_suppressed = self.engine.suppressed();
         self.counters.publish(stats);
     }
 

@@ -62,6 +62,20 @@ fn replayed_ovs_capture_is_counted_ranked_and_detected() {
     assert_eq!(h1["threshold"], "ddos");
     assert_eq!(h1["agent"], "127.0.0.1");
     assert!(h1["value"].as_f64().unwrap() > 50.0);
+    // `events --key` finds that key's events only.
+    let only = d.ctl_json(&["events", "--key", "10.0.0.1"]);
+    let list = only["events"].as_array().unwrap();
+    assert!(!list.is_empty(), "{only}");
+    assert!(list.iter().all(|e| e["key"] == "10.0.0.1"), "{only}");
+    let none = d.ctl_json(&["events", "--key", "192.0.2.99"]);
+    assert_eq!(none["events"].as_array().map(Vec::len), Some(0), "{none}");
+    // At info, events are summed up once a second, never logged one line each.
+    d.wait_for(Duration::from_secs(5), "a summary line", || {
+        d.log_text()
+            .contains("threshold events in the last second")
+            .then_some(())
+    });
+    assert!(!d.log_text().contains("threshold crossed"));
     let latency = &stats["events"]["latency"];
     assert!(latency["count"].as_u64().unwrap() >= 1, "{stats}");
 

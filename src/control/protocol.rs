@@ -21,10 +21,12 @@ pub enum Request {
         #[serde(default = "default_max")]
         max: usize,
     },
-    /// Recent threshold events, newest last.
+    /// Recent threshold events, newest last (of one key only, given as the flow prints it).
     Events {
         #[serde(default = "default_max")]
         max: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     /// Daemon version and uptime (also a cheap liveness check).
     Ping,
@@ -179,7 +181,14 @@ mod tests {
         );
         assert_eq!(
             parse_request(br#" {"cmd":"events","max":3} "#),
-            Ok(Request::Events { max: 3 })
+            Ok(Request::Events { max: 3, key: None })
+        );
+        assert_eq!(
+            parse_request(br#"{"cmd":"events","key":"10.0.0.1"}"#),
+            Ok(Request::Events {
+                max: 20,
+                key: Some("10.0.0.1".into())
+            })
         );
     }
 
@@ -213,7 +222,11 @@ mod tests {
             Request::Table { dpid: "1".into() },
             Request::Stats,
             Request::Ping,
-            Request::Events { max: 7 },
+            Request::Events { max: 7, key: None },
+            Request::Events {
+                max: 7,
+                key: Some("10.0.0.1".into()),
+            },
             Request::Changes { max: 3 },
             Request::Flows {
                 name: "x".into(),

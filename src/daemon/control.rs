@@ -125,8 +125,8 @@ impl Handler for ControlHandler {
                 module: None,
                 key: Some(_),
             } => Reply::error("a key needs a module (-e MODULE)"),
-            Request::Events { max } => {
-                match self.ask_policy(|reply| PolicyCommand::Events { max, reply }) {
+            Request::Events { max, key } => {
+                match self.ask_policy(|reply| PolicyCommand::Events { max, key, reply }) {
                     Ok(events) => Reply::ok(self.events_json(&events)),
                     Err(unanswered) => unanswered,
                 }
@@ -296,6 +296,8 @@ impl ControlHandler {
                 "detected": sum(&|s| s.detections.load(r)),
                 "delivered": policy["delivered"],
                 "dropped": sum(&|s| s.events_dropped.load(r)),
+                "suppressed": sum(&|s| s.events_suppressed.load(r)),
+                "retried": sum(&|s| s.events_retried.load(r)),
                 "latency": policy["latency"],
                 "reaction_latency": policy["reaction_latency"],
                 "journal_errors": policy["journal_errors"],

@@ -2,8 +2,12 @@
 //! `recvmmsg` loop around its own [`IngestCore`], so the per-datagram path shares nothing,
 //! takes no lock and allocates nothing. A worker sends threshold crossings ([`Event`]) to
 //! the policy thread, periodic [`WorkerReport`]s to the control thread, and takes
-//! [`Rearm`]s back from the policy thread between batches.
+//! [`Rearm`]s back from the policy thread between batches. An event the policy thread's
+//! queue refuses (full) waits in a small fixed [`EventBacklog`] and is offered again before
+//! newer events and at every batch: the key that crossed is disarmed and will not fire
+//! again, so its one event must not be lost to a moment of congestion.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -69,6 +73,83 @@ pub struct Rearm {
     pub key: FlowKey,
 }
 
+/// Events a worker keeps while the policy thread's queue is full (fixed capacity).
+pub const EVENT_BACKLOG: usize = 1024;
+
+/// Events the policy thread's queue refused, kept in order to be offered again; a fixed
+/// capacity, so the per-datagram path never allocates (an event that finds the queue and
+/// the backlog both full is dropped and counted).
+pub struct EventBacklog {
+    events: VecDeque<Event>,
+    capacity: usize,
+}
+
+impl EventBacklog {
+    /// A backlog of up to `capacity` events (at least one), allocated now.
+    pub fn new(capacity: usize) -> EventBacklog {
+        let capacity = capacity.max(1);
+        EventBacklog {
+            events: VecDeque::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    /// Sends `event` to `queue` after any kept before it, or keeps it if the queue is full.
+    pub fn send(&mut self, event: Event, queue: &Sender<Event>, stats: &WorkerStats) {
+        if !self.events.is_empty() {
+            self.flush(queue, stats);
+        }
+        if !self.events.is_empty() {
+            self.keep(event, stats);
+            return;
+        }
+        match queue.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Full(event)) => self.keep(event, stats),
+            Err(TrySendError::Disconnected(_)) => {
+                stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Offers the kept events again, oldest first, until the queue is full.
+    pub fn flush(&mut self, queue: &Sender<Event>, stats: &WorkerStats) {
+        while let Some(&event) = self.events.front() {
+            match queue.try_send(event) {
+                Ok(()) => {
+                    self.events.pop_front();
+                    stats.events_retried.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(TrySendError::Full(_)) => return,
+                Err(TrySendError::Disconnected(_)) => {
+                    let lost = self.events.len() as u64;
+                    self.events.clear();
+                    stats.events_dropped.fetch_add(lost, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Events waiting.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// True if no event waits.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    fn keep(&mut self, event: Event, stats: &WorkerStats) {
+        if self.events.len() < self.capacity {
+            self.events.push_back(event);
+        } else {
+            stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Receives, decodes and measures until `stop` is set.
 fn run_worker(shell: WorkerShell, mut core: IngestCore) {
     let mut batch = RecvBatch::new(shell.batch);
@@ -76,6 +157,7 @@ fn run_worker(shell: WorkerShell, mut core: IngestCore) {
     let mut next_report = 0u64;
     let mut malformed_log = crate::io::RateLimit::new(1_000_000_000);
     let rcvbuf = crate::io::udp::rcvbuf(&shell.socket);
+    let mut backlog = EventBacklog::new(EVENT_BACKLOG);
     while !shell.stop.load(Ordering::Relaxed) {
         let called_ns = crate::io::now_ns();
         let n = match batch.recv(&shell.socket) {
@@ -91,6 +173,7 @@ fn run_worker(shell: WorkerShell, mut core: IngestCore) {
         while let Ok(r) = shell.rearm.try_recv() {
             core.rearm(r.threshold, &r.key);
         }
+        backlog.flush(&shell.events, &shell.stats);
         for i in 0..n {
             let (bytes, truncated) = batch.datagram(i);
             if truncated {
@@ -111,11 +194,7 @@ fn run_worker(shell: WorkerShell, mut core: IngestCore) {
                     detected_ns: crate::io::now_ns(),
                 };
                 next_event += 1;
-                if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-                    events.try_send(event)
-                {
-                    stats.events_dropped.fetch_add(1, Ordering::Relaxed);
-                }
+                backlog.send(event, events, stats);
             });
             if let Err(e) = result {
                 if let Some(suppressed) = malformed_log.allow(recv_ns) {
@@ -167,4 +246,63 @@ pub fn spawn(
             }
             run_worker(shell, core)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn event(id: u64) -> Event {
+        Event {
+            id,
+            threshold: ThresholdId(0),
+            flow: 0,
+            key: FlowKey::from_bytes(&[10, 0, 0, id as u8]).unwrap_or_default(),
+            value: 1000.0,
+            agent: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            recv_ns: id,
+            detected_ns: id,
+        }
+    }
+
+    #[test]
+    fn a_crossing_refused_by_a_full_queue_is_delivered_later_in_order() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let stats = WorkerStats::default();
+        let mut backlog = EventBacklog::new(4);
+        backlog.send(event(1), &tx, &stats);
+        // The queue is full: kept, not lost.
+        backlog.send(event(2), &tx, &stats);
+        backlog.send(event(3), &tx, &stats);
+        assert_eq!(backlog.len(), 2);
+        assert_eq!(rx.try_recv().map(|e| e.id), Ok(1));
+        // The next batch offers them again, oldest first.
+        backlog.flush(&tx, &stats);
+        assert_eq!(rx.try_recv().map(|e| e.id), Ok(2));
+        // A newer event waits behind the older one.
+        backlog.send(event(4), &tx, &stats);
+        assert_eq!(rx.try_recv().map(|e| e.id), Ok(3));
+        backlog.flush(&tx, &stats);
+        assert_eq!(rx.try_recv().map(|e| e.id), Ok(4));
+        assert!(backlog.is_empty());
+        assert_eq!(stats.events_retried.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.events_dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_full_backlog_counts_what_it_drops() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let stats = WorkerStats::default();
+        let mut backlog = EventBacklog::new(2);
+        for id in 0..5 {
+            backlog.send(event(id), &tx, &stats);
+        }
+        assert_eq!(backlog.len(), 2);
+        assert_eq!(stats.events_dropped.load(Ordering::Relaxed), 2);
+        drop(rx);
+        backlog.flush(&tx, &stats);
+        assert!(backlog.is_empty());
+        assert_eq!(stats.events_dropped.load(Ordering::Relaxed), 4);
+    }
 }

@@ -21,6 +21,7 @@ use crate::ingest::{IngestCore, WorkerStats};
 
 pub mod changes;
 pub mod control;
+pub mod event_log;
 pub mod ingest;
 pub mod metrics;
 pub mod names;

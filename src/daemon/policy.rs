@@ -22,8 +22,11 @@ use crate::policy::{self, Delta, Rule};
 use crate::timing::latency_histogram;
 
 use super::changes::{Cause, ChangeLog, RecentChanges};
+use super::event_log::{EventSummary, Summary};
 use super::ingest::{Event, Rearm};
 use super::names::Names;
+use crate::flow::key::FlowKey;
+use crate::flow::ThresholdId;
 
 /// Where compiled rules go (the OpenFlow server, or nothing).
 pub trait RuleSink: Send {
@@ -70,9 +73,10 @@ pub enum PolicyCommand {
         module: Option<String>,
         reply: Sender<Instances>,
     },
-    /// The last `max` threshold events.
+    /// The last `max` threshold events (of the key whose text is `key` only, if given).
     Events {
         max: usize,
+        key: Option<String>,
         reply: Sender<RecentEvents>,
     },
     /// The last `max` FSM changes.
@@ -203,6 +207,12 @@ type StateJournal = Journal<JournalSnapshot, JournalRecord>;
 
 const EVENT_HISTORY: usize = 1024;
 
+/// Distinct keys the per-second event summary tells apart.
+const SUMMARY_KEYS: usize = 4096;
+
+/// What the per-second summary groups events by: threshold, flow, key.
+type EventKey = (ThresholdId, u16, FlowKey);
+
 /// The policy thread's state.
 pub struct PolicyThread {
     engine: PolicyEngine,
@@ -222,6 +232,8 @@ pub struct PolicyThread {
     rearm: Vec<Sender<Rearm>>,
     rearms_sent: u64,
     rearms_dropped: u64,
+    /// Events of the current second, for the info-level summary line.
+    summary: EventSummary<EventKey>,
 }
 
 fn unix_now_ms() -> u64 {
@@ -296,6 +308,7 @@ impl PolicyThread {
             rearm: Vec::new(),
             rearms_sent: 0,
             rearms_dropped: 0,
+            summary: EventSummary::new(1_000_000_000, SUMMARY_KEYS),
         };
         t.compact_if_due(true);
         for v in t.engine.check() {
@@ -361,6 +374,9 @@ impl PolicyThread {
                 default(wait) => {}
             }
             let now = crate::io::now_ns();
+            if let Some(summary) = self.summary.poll(now) {
+                self.log_summary(&summary);
+            }
             for (change, delta) in self.engine.expire(now) {
                 self.sink.delta(&delta, &self.engine.meters());
                 self.rearm_after(&change);
@@ -417,7 +433,9 @@ impl PolicyThread {
             }
         }
         let outcome = texts.join("; ");
-        tracing::info!(
+        self.summary
+            .note((event.threshold, event.flow, event.key), event.value, taken);
+        tracing::debug!(
             id = event.id,
             threshold = self.names.threshold_name(event.threshold),
             flow = self.names.flow_name(event.flow),
@@ -438,6 +456,30 @@ impl PolicyThread {
             outcome,
         });
         self.events_total += 1;
+    }
+
+    /// The info-level line for a second of threshold events.
+    fn log_summary(&self, s: &Summary<EventKey>) {
+        let names = &self.names;
+        let (threshold, key, key_events, value) = match &s.top {
+            Some(((t, flow, key), n, v)) => (
+                names.threshold_name(*t).to_owned(),
+                names.key_text(*flow, key),
+                *n,
+                *v,
+            ),
+            None => (String::new(), String::new(), 0, 0.0),
+        };
+        tracing::info!(
+            events = s.events,
+            keys = s.keys,
+            keys_capped = s.keys_capped,
+            top_threshold = %threshold,
+            top_key = %key,
+            top_key_events = key_events,
+            top_value = value,
+            "threshold events in the last second"
+        );
     }
 
     /// Journals an instance's current state and pending hold.
@@ -499,11 +541,23 @@ impl PolicyThread {
             PolicyCommand::Instances { module, reply } => {
                 let _ = reply.send(self.instances(module.as_deref()));
             }
-            PolicyCommand::Events { max, reply } => {
-                let skip = self.recent.len().saturating_sub(max);
+            PolicyCommand::Events { max, key, reply } => {
+                let names = &self.names;
+                let of_key = |r: &&EventRecord| {
+                    key.as_deref()
+                        .is_none_or(|k| names.key_text(r.event.flow, &r.event.key) == k)
+                };
+                let matching = self.recent.iter().filter(of_key).count();
+                let skip = matching.saturating_sub(max);
                 let _ = reply.send(RecentEvents {
                     total: self.events_total,
-                    events: self.recent.iter().skip(skip).cloned().collect(),
+                    events: self
+                        .recent
+                        .iter()
+                        .filter(of_key)
+                        .skip(skip)
+                        .cloned()
+                        .collect(),
                 });
             }
             PolicyCommand::Changes { max, reply } => {

@@ -43,6 +43,8 @@ pub fn per_worker(stats: &[Arc<WorkerStats>], latest: &HashMap<usize, WorkerRepo
                 "recv_errors": s.recv_errors.load(r),
                 "detections": s.detections.load(r),
                 "events_dropped": s.events_dropped.load(r),
+                "events_suppressed": s.events_suppressed.load(r),
+                "events_retried": s.events_retried.load(r),
                 "kernel_drops": report.and_then(|w| w.kernel_drops),
                 "rcvbuf": report.map(|w| w.rcvbuf),
             })

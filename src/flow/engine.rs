@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::flow::definition::FlowDef;
 use crate::flow::key::FlowKey;
-use crate::flow::network::{FireGate, Network, RecentReads};
+use crate::flow::network::{FireGate, GateVerdict, Network, RecentReads};
 use crate::flow::sample::Sample;
 use crate::flow::sketch::{DecayedCountMin, SketchCells, MAX_DEPTH};
 use crate::flow::spec::{FlowSet, ThresholdId};
@@ -43,6 +43,8 @@ struct Watch {
     min_samples: f64,
     /// Network scope: the gate shared by the workers, and the keys whose sum was read lately.
     network: Option<(Arc<FireGate>, RecentReads)>,
+    /// Crossings the gate suppressed (its bucket full of other disarmed keys).
+    gate_suppressed: u64,
 }
 
 struct FlowState {
@@ -157,6 +159,7 @@ impl FlowEngine {
                 state,
                 min_samples: t.min_samples,
                 network,
+                gate_suppressed: 0,
             });
         }
         Ok(FlowEngine {
@@ -216,8 +219,14 @@ impl FlowEngine {
                             recent.note(hash, now_ns);
                         }
                         match local {
-                            Some(c) if gate.try_fire(hash, c.value, now_ns) => Some(c.value),
-                            Some(_) => None,
+                            Some(c) => match gate.try_fire(hash, c.value, now_ns) {
+                                GateVerdict::Fire => Some(c.value),
+                                GateVerdict::Held => None,
+                                GateVerdict::Full => {
+                                    watch.gate_suppressed += 1;
+                                    None
+                                }
+                            },
                             None => {
                                 if s > value && evident {
                                     gate.extend(hash, s, now_ns);
@@ -256,6 +265,17 @@ impl FlowEngine {
                 }
                 w.state.rearm(key, hash) || done
             })
+    }
+
+    /// Crossings not fired because a table of disarmed keys was full (this worker's
+    /// threshold states and the network gates), over every threshold: each key still fires
+    /// at most once until it re-arms.
+    pub fn suppressed(&self) -> u64 {
+        self.flows
+            .iter()
+            .flat_map(|f| f.thresholds.iter())
+            .map(|w| w.state.suppressed() + w.gate_suppressed)
+            .sum()
     }
 
     /// The current top keys of every flow with their network-wide rates (allocates: call

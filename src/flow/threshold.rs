@@ -20,11 +20,14 @@
 //! latest projected "below" time over all keys seen above is one number, so this is `O(1)`.
 //!
 //! **Capacity.** Disarmed keys live in a table of `capacity` entries (open addressing, no
-//! allocation after construction). When a new key fires and the table is full, the entry
-//! projected to re-arm soonest is evicted: if it has already re-armed, that is exactly what
-//! would have happened anyway; otherwise the evicted key is re-armed early and may fire a
-//! duplicate event. An event is never missed. Entries that re-armed but whose key was never
-//! seen again stay counted in [`ThresholdState::triggered`] until evicted.
+//! allocation after construction). When a new key crosses and the table is full, the entry
+//! projected to re-arm soonest is evicted only if it has re-armed already (exactly what
+//! would have happened anyway). Otherwise every held key is still disarmed, and evicting
+//! one would let it fire a duplicate on its next sample: the new crossing is *suppressed*
+//! instead (no event, the key stays untracked and armed) and counted in
+//! [`ThresholdState::suppressed`]. So a key fires at most once until it re-arms, however
+//! many keys are above. Entries that re-armed but whose key was never seen again stay
+//! counted in [`ThresholdState::triggered`] until evicted.
 
 use super::key::FlowKey;
 use super::sketch::{sanitize_tau, ForwardDecay};
@@ -83,6 +86,8 @@ pub struct ThresholdState {
     grow: f64,
     /// `by_flow = false`: `None` when armed, else the projected time every key is below.
     global_below_at: Option<u64>,
+    /// Crossings not fired because the table was full of keys still disarmed.
+    suppressed: u64,
 }
 
 impl ThresholdState {
@@ -111,6 +116,7 @@ impl ThresholdState {
             decay: ForwardDecay::new(tau_secs),
             grow: (cfg.timeout_ns as f64 / (tau_secs * 1e9)).exp(),
             global_below_at: None,
+            suppressed: 0,
         }
     }
 
@@ -242,7 +248,11 @@ impl ThresholdState {
             if !above || !evident {
                 return None;
             }
-            self.insert(key, hash, self.level_of(rate, up));
+            let limit = self.cfg.value * up;
+            if !self.insert(key, hash, self.level_of(rate, up), limit) {
+                self.suppressed += 1;
+                return None;
+            }
             return Self::fire(key, rate, now_ns);
         };
         // A level at or below this one has decayed to `value` by now.
@@ -354,15 +364,17 @@ impl ThresholdState {
         }
     }
 
-    fn insert(&mut self, key: &FlowKey, hash: u64, level: f64) {
+    /// Holds `key` as disarmed; false if the table is full of keys still disarmed at the
+    /// timestamp whose limit is `limit` (see the module docs).
+    fn insert(&mut self, key: &FlowKey, hash: u64, level: f64, limit: f64) -> bool {
         let slot = match self.free.pop() {
             Some(s) => s as usize,
             None => {
-                // Full: evict the entry projected to re-arm soonest (see module docs). Heap
+                // Full: the entry projected to re-arm soonest may go if it has re-armed. Heap
                 // keys only lag behind rises, so a minimum that is up to date is the true one.
                 let victim = loop {
                     let Some((stored, victim)) = self.rearm.peek() else {
-                        return;
+                        return false;
                     };
                     let current = self.rearm_key(victim);
                     if current > stored {
@@ -371,6 +383,9 @@ impl ThresholdState {
                         break victim;
                     }
                 };
+                if !self.slot_rearmed(victim, self.level[victim], limit) {
+                    return false;
+                }
                 self.index.remove(self.hashes[victim], victim);
                 victim
             }
@@ -381,6 +396,7 @@ impl ThresholdState {
         self.level[slot] = level;
         self.index.insert(hash, slot);
         self.rearm.set(slot, self.rearm_key(slot));
+        true
     }
 
     fn remove(&mut self, slot: usize) {
@@ -397,6 +413,12 @@ impl ThresholdState {
         } else {
             usize::from(self.global_below_at.is_some())
         }
+    }
+
+    /// Crossings not fired because the table was full of keys still disarmed (each a
+    /// sample above `value` of a key the table could not hold).
+    pub fn suppressed(&self) -> u64 {
+        self.suppressed
     }
 
     /// Bytes held; fixed at construction.
@@ -535,36 +557,48 @@ mod tests {
     }
 
     #[test]
-    fn full_table_evicts_soonest_to_rearm_never_misses() {
+    fn full_table_suppresses_new_crossings_instead_of_evicting_disarmed_keys() {
         let mut s = ThresholdState::new(cfg(true, 2), 1.0);
         assert_eq!(s.config().capacity, 2);
         // Key 1: 1000 at 0 → below at ln 10 ≈ 2.30 s, re-arm ≈ 4.30 s.
         assert!(check(&mut s, 1, 1000.0, 0).is_some());
         // Key 2: 110 at 0 → below at ≈ 0.095 s, re-arm ≈ 2.095 s.
         assert!(check(&mut s, 2, 110.0, 0).is_some());
-        // Key 3 fires while full at 1 s: key 2 (soonest re-arm) is evicted.
-        assert!(check(&mut s, 3, 500.0, SEC).is_some());
+        // Key 3 crosses while full at 1 s, both held keys still disarmed: suppressed.
+        assert_eq!(check(&mut s, 3, 500.0, SEC), None);
+        assert_eq!(s.suppressed(), 1);
+        assert_eq!(s.triggered(), 2);
+        // Neither held key fires again.
+        assert_eq!(check(&mut s, 1, 1000.0, SEC + MS), None);
+        assert_eq!(check(&mut s, 2, 120.0, SEC + 2 * MS), None);
+        // 120 at 1.002 s keeps key 2 disarmed until ≈ 1.002 + ln 1.2 + 2 ≈ 3.19 s. Key 3
+        // is still suppressed at 3 s, and fires once key 2 re-armed (its entry is evicted).
+        assert_eq!(check(&mut s, 3, 500.0, 3 * SEC), None);
+        assert_eq!(s.suppressed(), 2);
+        assert!(check(&mut s, 3, 500.0, 3_300 * MS).is_some());
         assert_eq!(s.triggered(), 2);
         // Key 1 is still held and disarmed.
-        assert_eq!(check(&mut s, 1, 1000.0, SEC + MS), None);
-        // Key 2 was evicted early: a duplicate event (it had not re-armed yet).
-        assert!(check(&mut s, 2, 120.0, SEC + 2 * MS).is_some());
-        // Key 3 was evicted by key 2 (key 3 re-arms at 1 + ln 5 + 2 ≈ 4.6 s, key 1 later).
-        assert!(check(&mut s, 3, 500.0, SEC + 3 * MS).is_some());
-        assert_eq!(s.triggered(), 2);
+        assert_eq!(check(&mut s, 1, 1000.0, 3_301 * MS), None);
+        assert_eq!(s.suppressed(), 2);
     }
 
     #[test]
-    fn table_memory_is_fixed_under_a_flood() {
+    fn table_memory_is_fixed_under_a_flood_and_no_key_fires_twice() {
         let mut s = ThresholdState::new(cfg(true, 64), 1.0);
         let bytes = s.memory_bytes();
-        let mut fired = 0;
-        for i in 0..100_000u32 {
-            if check(&mut s, i, 1000.0, u64::from(i) * MS).is_some() {
-                fired += 1;
+        let mut fired = vec![0u32; 100_000];
+        for round in 0..2u64 {
+            for i in 0..100_000u32 {
+                let now = SEC + round * 100 * MS + u64::from(i);
+                if check(&mut s, i, 1000.0, now).is_some() {
+                    fired[i as usize] += 1;
+                }
             }
         }
-        assert_eq!(fired, 100_000, "every new key fires");
+        assert!(fired.iter().all(|&n| n <= 1), "a key fired twice");
+        let events = fired.iter().filter(|&&n| n == 1).count() as u64;
+        assert_eq!(events, 64, "the table holds 64 disarmed keys");
+        assert_eq!(events + s.suppressed(), 2 * 100_000 - 64);
         assert_eq!(s.triggered(), 64);
         assert_eq!(s.memory_bytes(), bytes);
     }

@@ -135,7 +135,17 @@ const WORKER_COUNTERS: &[(&str, &str, &str)] = &[
     (
         "events_dropped",
         "reflex_events_dropped_total",
-        "Threshold events dropped because the policy thread's queue was full, by ingest worker.",
+        "Threshold events dropped because the policy thread's queue and the worker's backlog were full, by ingest worker.",
+    ),
+    (
+        "events_suppressed",
+        "reflex_events_suppressed_total",
+        "Threshold crossings not fired because the table of disarmed keys was full (each key fires at most once until it re-arms), by ingest worker.",
+    ),
+    (
+        "events_retried",
+        "reflex_events_retried_total",
+        "Threshold events the policy thread's queue refused at first and took later from the worker's backlog, by ingest worker.",
     ),
 ];
 

@@ -46,6 +46,9 @@ enum Command {
     Events {
         #[arg(long, short = 'n', default_value_t = 20)]
         max: usize,
+        /// Only this key's events (as the flow prints it, e.g. 10.0.0.1).
+        #[arg(long)]
+        key: Option<String>,
     },
     /// Check that the daemon answers.
     Ping,
@@ -98,7 +101,10 @@ fn main() -> ExitCode {
             name: name.clone(),
             max: *max,
         },
-        Command::Events { max } => Request::Events { max: *max },
+        Command::Events { max, key } => Request::Events {
+            max: *max,
+            key: key.clone(),
+        },
         Command::Ping => Request::Ping,
         Command::Event {
             key,

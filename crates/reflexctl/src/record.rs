@@ -87,7 +87,13 @@ impl Poller<'_> {
         }
         lines.push(json!({"t": t, "reflex_rate": rate}));
 
-        let events = ask(c, &Request::Events { max: 1000 })?;
+        let events = ask(
+            c,
+            &Request::Events {
+                max: 1000,
+                key: None,
+            },
+        )?;
         let total = events["total"].as_u64().unwrap_or(0);
         let list = events["events"].as_array().cloned().unwrap_or_default();
         let mut n_events = 0;
@@ -141,7 +147,7 @@ pub fn run(o: &RecordOptions) -> Result<Recorded, String> {
             max: 1,
         },
     )?;
-    let events_seen = ask(&mut client, &Request::Events { max: 0 })?["total"]
+    let events_seen = ask(&mut client, &Request::Events { max: 0, key: None })?["total"]
         .as_u64()
         .unwrap_or(0);
     let changes_seen = ask(&mut client, &Request::Changes { max: 0 })?["total"]

@@ -404,7 +404,13 @@ pub fn fetch(socket: &Path, timeout: Duration, max: usize) -> Result<(Value, Vie
         let name = name.as_str().unwrap_or("").to_owned();
         flows.push(ask(&mut c, &Request::Flows { name, max })?);
     }
-    let events = ask(&mut c, &Request::Events { max: EVENTS_SHOWN })?;
+    let events = ask(
+        &mut c,
+        &Request::Events {
+            max: EVENTS_SHOWN,
+            key: None,
+        },
+    )?;
     let changes = ask(&mut c, &Request::Changes { max: CHANGES_SHOWN })
         .unwrap_or_else(|_| serde_json::json!({"changes": []}));
     let view = View::from_replies(&stats, &flows, &events, &changes);
