@@ -24,8 +24,7 @@ const LEARN_TABLE: u8 = 251;
 /// The classic experiment (hosts start cleared, so authenticating one is one flow-mod),
 /// reactive.
 fn config() -> String {
-    let text = CLASSIC_TOML
-        .replace("main = \"auth >> normal\"", "main = \"auth >> learn\"");
+    let text = CLASSIC_TOML.replace("main = \"auth >> normal\"", "main = \"auth >> learn\"");
     assert!(text.contains("main = \"auth >> learn\"\n"));
     text
 }

@@ -641,7 +641,10 @@ mod tests {
         assert_eq!(c.modules[0].initial, "authenticated");
         assert_eq!(c.reactions.len(), 1);
         assert_eq!(
-            (c.reactions[0].module.as_str(), c.reactions[0].state.as_str()),
+            (
+                c.reactions[0].module.as_str(),
+                c.reactions[0].state.as_str()
+            ),
             ("auth", "clear")
         );
         assert_eq!(c.flows.len(), 1);
@@ -736,7 +739,10 @@ mod tests {
         let policy = classic.build().unwrap().policy;
         assert_eq!(policy.state("auth", "10.0.0.1").unwrap(), "clear");
         assert!(outputs(&policy, [10, 0, 0, 1], false).is_empty());
-        assert_eq!(outputs(&policy, [10, 0, 0, 1], true), vec![crate::policy::Out::Normal]);
+        assert_eq!(
+            outputs(&policy, [10, 0, 0, 1], true),
+            vec![crate::policy::Out::Normal]
+        );
         assert!(policy.check().is_empty(), "{:?}", policy.check());
     }
 
