@@ -184,3 +184,19 @@ fn busy_port_and_bad_config_fail_with_one_clear_line() {
         reflex::config::DEFAULT_TOML
     );
 }
+
+/// The example configurations pass `reflexd --check-config` as shipped, from the paths the
+/// README gives (relative to the repository root).
+#[test]
+fn the_example_configs_pass_check_config() {
+    for file in ["examples/classic.toml", "examples/production.toml"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_reflexd"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["--config", file, "--check-config"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{file}: {err}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "configuration ok\n");
+    }
+}

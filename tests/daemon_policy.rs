@@ -1,15 +1,18 @@
 //! The policy thread through reflexd: operator events, threshold reactions, assertions,
-//! and FSM state that survives a kill -9.
+//! and FSM state that survives a kill -9. Most tests run the classic experiment
+//! (examples/classic.toml: hosts start cleared, so authenticating one changes state);
+//! one checks that the embedded default blocks a flood with no host authenticated first.
 
 mod common;
 
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::{free_udp_port, ovs_sflow_datagrams, Daemon};
+use common::{free_udp_port, ovs_sflow_datagrams, Daemon, CLASSIC_TOML};
 
+/// The classic experiment, its reaction holding a cleared host for 300 s.
 fn start(dir: tempfile::TempDir, port: u16) -> Daemon {
-    let config = reflex::config::DEFAULT_TOML.replace(
+    let config = CLASSIC_TOML.replace(
         "threshold = \"ddos\"\nmodule = \"auth\"",
         "threshold = \"ddos\"\nmodule = \"auth\"\nhold = 300.0",
     );
@@ -141,6 +144,42 @@ fn a_flood_in_the_ovs_capture_clears_its_source() {
     );
 }
 
+/// The embedded default starts every host authenticated: nobody is let in first, and the
+/// flooding host alone is cleared.
+#[test]
+fn the_default_clears_a_flooding_host_that_nobody_authenticated() {
+    let port = free_udp_port();
+    let d = Daemon::start_in(
+        tempfile::tempdir().unwrap(),
+        reflex::config::DEFAULT_TOML,
+        &["--sflow", &format!("127.0.0.1:{port}"), "--workers", "1"],
+    );
+    let state = |host: &str| d.ctl_json(&["state", "-e", "auth", "-i", host])["state"].clone();
+    for host in ["10.0.0.1", "10.0.0.2", "10.0.0.3"] {
+        assert_eq!(state(host), "authenticated", "{host}");
+    }
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for dg in ovs_sflow_datagrams() {
+        tx.send_to(&dg, ("127.0.0.1", port)).unwrap();
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    d.wait_for(Duration::from_secs(10), "h1 cleared", || {
+        (state("10.0.0.1") == "clear").then_some(())
+    });
+    assert_eq!(state("10.0.0.3"), "authenticated");
+    let policy = d.ctl_json(&["policy"]);
+    assert!(
+        policy["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["match"].as_str().unwrap().contains("10.0.0.1")),
+        "h1's block is a rule: {policy}"
+    );
+    let check = d.ctl(&["check"]).unwrap();
+    assert!(check.contains("all assertions hold"), "{check}");
+}
+
 #[test]
 fn acknowledged_states_and_holds_survive_kill_9() {
     let port = free_udp_port();
@@ -259,8 +298,8 @@ fn every_acknowledged_event_survives_a_kill_9_in_mid_stream() {
 fn a_host_let_back_in_is_watched_afresh_and_blocked_by_a_second_flood() {
     let port = free_udp_port();
     // A 10-minute hysteresis: without the re-arm, the second flood could not fire.
-    let config = reflex::config::DEFAULT_TOML.replace("timeout = 10.0", "timeout = 600.0");
-    assert_ne!(config, reflex::config::DEFAULT_TOML);
+    let config = CLASSIC_TOML.replace("timeout = 10.0", "timeout = 600.0");
+    assert_ne!(config, CLASSIC_TOML);
     let d = Daemon::start_in(
         tempfile::tempdir().unwrap(),
         &config,

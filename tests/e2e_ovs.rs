@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::ovs::{self, ip, loud, FlowEntry, Options, Pinger, Testbed};
-use common::{free_tcp_port, free_udp_port, Daemon};
+use common::{free_tcp_port, free_udp_port, Daemon, CLASSIC_TOML};
 use serde_json::Value;
 
 /// The flooding host and its victim.
@@ -32,19 +32,16 @@ const BLOCK_BOUND: Duration = Duration::from_secs(10);
 /// The default threshold on `ddos`, frames per second.
 const THRESHOLD: f64 = 100.0;
 
-/// The embedded default (the classic experiment), unpinned, with an optional reaction hold.
+/// The classic experiment (examples/classic.toml: hosts start cleared), unpinned, with an
+/// optional reaction hold.
 fn config(hold: Option<f64>) -> String {
-    let base = reflex::config::DEFAULT_TOML.replace("pin = true", "pin = false");
-    assert_ne!(
-        base,
-        reflex::config::DEFAULT_TOML,
-        "default config lost `pin = true`"
-    );
+    let base = CLASSIC_TOML.replace("pin = true", "pin = false");
+    assert_ne!(base, CLASSIC_TOML, "classic config lost `pin = true`");
     let Some(hold) = hold else {
         return base;
     };
     let reaction = "threshold = \"ddos\"\nmodule = \"auth\"\n";
-    assert!(base.contains(reaction), "default config lost its reaction");
+    assert!(base.contains(reaction), "classic config lost its reaction");
     base.replace(reaction, &format!("{reaction}hold = {hold:?}\n"))
 }
 
@@ -736,7 +733,7 @@ fn a_readmitted_host_that_keeps_sending_gets_through_every_time() {
     let cfg = config(None);
     assert!(
         cfg.contains("timeout = 10.0"),
-        "default config lost its threshold timeout"
+        "classic config lost its threshold timeout"
     );
     let Some(x) = Experiment::start(
         "a_readmitted_host_that_keeps_sending_gets_through_every_time",
@@ -929,14 +926,14 @@ fn one_in_100_sampling_still_blocks_the_flood() {
 /// Rate of the meter a flooding host is put through, packets per second.
 const METER_RATE: u32 = 50;
 
-/// The default with one more `auth` state, `limited` (IPv4 through a meter instead of
+/// The classic experiment with one more `auth` state, `limited` (IPv4 through a meter instead of
 /// dropped), and the reaction putting a flooding host there instead of clearing it.
 fn meter_config() -> String {
     let base = config(None);
     let clear = "clear = \"if_(match(eth_type=0x0800), drop, identity)\"\n";
-    assert!(base.contains(clear), "default config lost its clear state");
+    assert!(base.contains(clear), "classic config lost its clear state");
     let reaction = "threshold = \"ddos\"\nmodule = \"auth\"\nstate = \"clear\"\n";
-    assert!(base.contains(reaction), "default config lost its reaction");
+    assert!(base.contains(reaction), "classic config lost its reaction");
     base.replace(
         clear,
         &format!(

@@ -1,7 +1,11 @@
-//! The lowering over real compiled policies: the embedded default and `auth >> learn`
-//! become the desired tables a session installs, and policy deltas become the entry-level
-//! changes that keep that table equal to a fresh lowering.
+//! The lowering over real compiled policies: the embedded default, the classic experiment
+//! (examples/classic.toml: hosts start cleared) and `auth >> learn` become the desired
+//! tables a session installs, and policy deltas become the entry-level changes that keep
+//! that table equal to a fresh lowering.
 
+mod common;
+
+use common::CLASSIC_TOML;
 use reflex::config::Config;
 use reflex::lower::table::{desired_delta, desired_table, flow_table};
 use reflex::lower::translate::{TranslateConfig, TranslatedRule};
@@ -16,8 +20,9 @@ use reflex_testkit::switch::EmulatedSwitch;
 
 const LEARN_TABLE: u8 = 250;
 
-fn engine(main: Option<&str>) -> PolicyEngine {
-    let mut config = Config::embedded().expect("embedded config");
+/// The classic experiment's policy (hosts start cleared), with `main` if given.
+fn classic(main: Option<&str>) -> PolicyEngine {
+    let mut config = Config::from_toml(CLASSIC_TOML, "classic").expect("classic config");
     if let Some(m) = main {
         config.policy.main = m.into();
     }
@@ -56,14 +61,29 @@ fn ready_session(cfg: SessionConfig) -> Session {
     s
 }
 
+/// The embedded default's policy (hosts start authenticated).
+fn default_engine() -> PolicyEngine {
+    Config::embedded()
+        .expect("embedded config")
+        .build()
+        .expect("policy")
+        .policy
+}
+
 #[test]
 fn the_default_policy_is_installed_whole_on_an_empty_switch() {
-    let e = engine(None);
+    // The classic policy drops unknown hosts' IPv4 (one more entry); the default passes all.
+    for (e, entries) in [(classic(None), 3), (default_engine(), 2)] {
+        installed_whole(e, entries);
+    }
+}
+
+fn installed_whole(e: PolicyEngine, entries: usize) {
     let (desired, errors) = desired_table(&e.rules(), &e.meters(), &TranslateConfig::default());
     assert!(errors.is_empty());
-    assert_eq!(desired.flows.len(), 3);
+    assert_eq!(desired.flows.len(), entries);
     let mut s = ready_session(SessionConfig::default());
-    assert_eq!(s.sync(&desired), 3);
+    assert_eq!(s.sync(&desired), entries);
     let out = take(&mut s);
     let mods: Vec<_> = out
         .iter()
@@ -89,7 +109,7 @@ fn the_default_policy_is_installed_whole_on_an_empty_switch() {
 
 #[test]
 fn auth_then_learn_keeps_auth_in_front_and_ends_in_the_learning_miss_entry() {
-    let e = engine(Some("auth >> learn"));
+    let e = classic(Some("auth >> learn"));
     let (d, errors) = desired_table(&e.rules(), &e.meters(), &learn_translate());
     assert!(errors.is_empty(), "{errors:?}");
     let (miss_key, miss) = learning_miss_entry(LEARN_TABLE);
@@ -114,7 +134,7 @@ fn auth_then_learn_keeps_auth_in_front_and_ends_in_the_learning_miss_entry() {
         .iter()
         .all(|(k, _)| k.table_id <= 1 || k.table_id == LEARN_TABLE));
     // Without learning configured, `learn` cannot be translated; `normal` needs no table.
-    let e = engine(None);
+    let e = classic(None);
     let (plain, errors) = desired_table(&e.rules(), &e.meters(), &TranslateConfig::default());
     assert!(errors.is_empty());
     assert!(plain.flows.iter().all(|(k, _)| k.table_id != LEARN_TABLE));
@@ -122,7 +142,7 @@ fn auth_then_learn_keeps_auth_in_front_and_ends_in_the_learning_miss_entry() {
 
 #[test]
 fn a_learning_session_installs_the_lowered_auth_then_learn_table() {
-    let e = engine(Some("auth >> learn"));
+    let e = classic(Some("auth >> learn"));
     let (desired, _) = desired_table(&e.rules(), &e.meters(), &learn_translate());
     let mut s = ready_session(SessionConfig {
         learning: Some(LearningConfig {
@@ -179,7 +199,7 @@ const EVENTS: [(&str, &str); 4] = [
 
 #[test]
 fn deltas_keep_the_desired_table_equal_to_a_fresh_lowering() {
-    check_deltas(engine(None), TranslateConfig::default(), &EVENTS);
+    check_deltas(classic(None), TranslateConfig::default(), &EVENTS);
 }
 
 fn guarded() -> TranslateConfig {
@@ -189,8 +209,8 @@ fn guarded() -> TranslateConfig {
     }
 }
 
-/// The embedded default with hosts starting authenticated and a third state, `limited`
-/// (IPv4 through a meter): blocks add per-host restricting rules instead of removing them.
+/// The embedded default (hosts start authenticated) with a third state, `limited` (IPv4
+/// through a meter): blocks add per-host restricting rules instead of removing them.
 fn permissive_engine() -> PolicyEngine {
     let mut config = Config::embedded().expect("embedded config");
     let auth = config
@@ -198,7 +218,7 @@ fn permissive_engine() -> PolicyEngine {
         .iter_mut()
         .find(|m| m.name == "auth")
         .expect("auth");
-    auth.initial = "authenticated".into();
+    assert_eq!(auth.initial, "authenticated");
     auth.states.insert(
         "limited".into(),
         "if_(match(eth_type=0x0800), meter(500), identity)".into(),
@@ -208,7 +228,7 @@ fn permissive_engine() -> PolicyEngine {
 
 #[test]
 fn guarded_deltas_keep_the_desired_table_equal_to_a_fresh_lowering() {
-    check_deltas(engine(None), guarded(), &EVENTS);
+    check_deltas(classic(None), guarded(), &EVENTS);
     check_deltas(
         permissive_engine(),
         guarded(),

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{free_udp_port, Daemon};
+use common::{free_udp_port, Daemon, CLASSIC_TOML};
 use reflex::lower::table::desired_table;
 use reflex::lower::translate::TranslateConfig;
 use reflex::openflow::learning::{emit_table_miss, LearningConfig};
@@ -21,9 +21,11 @@ use reflex_testkit::switch::{entry, FakeSwitch};
 
 const LEARN_TABLE: u8 = 251;
 
+/// The classic experiment (hosts start cleared, so authenticating one is one flow-mod),
+/// reactive.
 fn config() -> String {
     // Without the stale-flow guard: these tests count the classic table's entries.
-    let text = reflex::config::DEFAULT_TOML
+    let text = CLASSIC_TOML
         .replace("main = \"auth >> normal\"", "main = \"auth >> learn\"")
         .replace("stale_flow_guard = true", "stale_flow_guard = false");
     assert!(text.contains("main = \"auth >> learn\"\n"));

@@ -1,22 +1,22 @@
 //! Switch sessions through the real reflexd: fake switches over loopback TCP get the
-//! handshake, the compiled default policy, minimal deltas with barriers, and
+//! handshake, the compiled policy of the classic experiment (examples/classic.toml: hosts
+//! start cleared, so authenticating one is one flow-mod), minimal deltas with barriers, and
 //! reconciliation that sends only what differs.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{free_tcp_port, free_udp_port, Daemon};
+use common::{free_tcp_port, free_udp_port, Daemon, CLASSIC_TOML};
 use reflex::openflow::table::{diff, Desired, EntryKey, FlowTable};
 use reflex::openflow::{port, Action, FlowModCommand, Hello, Instruction, Match, Message};
 use reflex_testkit::switch::{entry, FakeSwitch};
 
-/// The embedded default without the stale-flow guard: these tests count the classic
+/// The classic experiment without the stale-flow guard: these tests count the classic
 /// three-entry table's flow-mods (the guard's ECN twins are tested in lower_pipeline and
 /// on Open vSwitch).
 fn config_text() -> String {
-    let text =
-        reflex::config::DEFAULT_TOML.replace("stale_flow_guard = true", "stale_flow_guard = false");
+    let text = CLASSIC_TOML.replace("stale_flow_guard = true", "stale_flow_guard = false");
     assert!(text.contains("stale_flow_guard = false"));
     text
 }
@@ -33,9 +33,9 @@ fn start() -> Daemon {
     )
 }
 
-/// The desired table of the embedded default policy with no host authenticated.
-fn default_desired() -> Desired {
-    let config = reflex::config::Config::from_toml(&config_text(), "test").expect("config");
+/// The desired table of the classic experiment's policy with no host authenticated.
+fn classic_desired() -> Desired {
+    let config = reflex::config::Config::from_toml(&config_text(), "classic").expect("config");
     let engine = config.build().expect("policy").policy;
     let (d, errors) = reflex::lower::table::desired_table(
         &engine.rules(),
@@ -89,12 +89,12 @@ fn handshake_default_policy_and_an_auth_delta() {
     assert_eq!(sw.config().miss_send_len, 0xffff);
     let mods = sw.batch();
     assert!(mods.iter().all(|(_, f)| f.command == FlowModCommand::Add));
-    let desired = default_desired();
+    let desired = classic_desired();
     assert_eq!(mods.len(), desired.flows.len());
     assert_eq!(
         sw.table(),
         desired.flows,
-        "the initial table is the compiled default policy"
+        "the initial table is the compiled classic policy"
     );
     assert!(sw.echo().is_empty(), "nothing beyond the batch");
 
@@ -153,7 +153,7 @@ fn handshake_default_policy_and_an_auth_delta() {
 #[test]
 fn a_reconnecting_switch_gets_only_what_differs() {
     let d = start();
-    let desired = default_desired();
+    let desired = classic_desired();
     let goto1 = vec![Instruction::GotoTable(1)];
     let any0 = EntryKey::new(0, 0, &Match::any());
     let ip = EntryKey::new(0, 1, &Match::builder().eth_type(0x0800).build().unwrap());
@@ -217,7 +217,7 @@ fn a_reconnecting_switch_gets_only_what_differs() {
 #[test]
 fn two_switches_both_follow_the_policy_and_garbage_closes_only_its_session() {
     let d = start();
-    let desired = default_desired();
+    let desired = classic_desired();
     let mut a = FakeSwitch::connect(&d.openflow, 0xa);
     let mut b = FakeSwitch::connect(&d.openflow, 0xb);
     a.handshake(&[]);
@@ -363,7 +363,7 @@ fn a_silent_switch_is_probed_with_echo_then_dropped() {
 #[test]
 fn many_switches_connecting_at_once_all_converge() {
     let d = start();
-    let desired = default_desired();
+    let desired = classic_desired();
     // All connect before any handshake: the accept loop takes the whole backlog.
     let mut all: Vec<FakeSwitch> = (1..=24)
         .map(|i| FakeSwitch::connect(&d.openflow, 0x100 + i))
@@ -394,7 +394,7 @@ fn a_restarted_daemon_leaves_a_correct_switch_table_alone() {
     let sflow = format!("127.0.0.1:{}", free_udp_port());
     let openflow = format!("127.0.0.1:{}", free_tcp_port());
     let args = ["--sflow", &sflow, "--workers", "1", "--openflow", &openflow];
-    let d = Daemon::start(reflex::config::DEFAULT_TOML, &args);
+    let d = Daemon::start(CLASSIC_TOML, &args);
     let mut sw = FakeSwitch::connect(&d.openflow, 0x42);
     sw.handshake(&[]);
     sw.batch();
@@ -410,7 +410,7 @@ fn a_restarted_daemon_leaves_a_correct_switch_table_alone() {
     assert_eq!(code, Some(0));
 
     // The FSM state comes back from the journal, so the desired table is the same one.
-    let d = Daemon::start_in(dir, reflex::config::DEFAULT_TOML, &args);
+    let d = Daemon::start_in(dir, CLASSIC_TOML, &args);
     let mut sw = FakeSwitch::connect(&d.openflow, 0x42);
     sw.handshake(&table);
     assert!(
@@ -430,7 +430,7 @@ fn kill_9_in_mid_stream_then_the_switch_is_reconciled_to_every_acknowledged_stat
     let sflow = format!("127.0.0.1:{}", free_udp_port());
     let openflow = format!("127.0.0.1:{}", free_tcp_port());
     let args = ["--sflow", &sflow, "--workers", "1", "--openflow", &openflow];
-    let mut d = Daemon::start(reflex::config::DEFAULT_TOML, &args);
+    let mut d = Daemon::start(CLASSIC_TOML, &args);
     let mut sw = FakeSwitch::connect(&d.openflow, 0x99);
     sw.handshake(&[]);
     sw.batch();
@@ -481,7 +481,7 @@ fn kill_9_in_mid_stream_then_the_switch_is_reconciled_to_every_acknowledged_stat
     drop(d);
 
     // The restarted daemon reads the switch's table and sends only what it missed.
-    let d = Daemon::start_in(dir, reflex::config::DEFAULT_TOML, &args);
+    let d = Daemon::start_in(dir, CLASSIC_TOML, &args);
     let mut sw = FakeSwitch::connect(&d.openflow, 0x99);
     let installed: Vec<_> = had.iter().map(|(k, i)| entry(k, i.to_vec())).collect();
     sw.handshake(&installed);

@@ -56,8 +56,8 @@ CTL=("$BIN/reflexctl" --socket "$OUT/ctl.sock")
 mkdir -p "$OUT"
 rm -f "$OUT/reflex.jsonl" "$OUT/ovs.jsonl" "$OUT/chart.png"
 
-# The embedded default (the classic experiment) with the chosen threshold.
-"$BIN/reflexd" --print-default-config | sed "s/^value = 100.0$/value = $THRESHOLD/" >"$OUT/reflex.toml"
+# The classic experiment (hosts start cleared) with the chosen threshold.
+sed "s/^value = 100.0$/value = $THRESHOLD/" "$ROOT/examples/classic.toml" >"$OUT/reflex.toml"
 
 REFLEXD=""
 POLLER=""
@@ -77,7 +77,7 @@ for _ in $(seq 100); do "${CTL[@]}" ping >/dev/null 2>&1 && break; sleep 0.1; do
 "${CTL[@]}" ping
 
 "$HERE/testbed.sh" up
-# Hosts start cleared in the default policy: let them in.
+# Hosts start cleared in the classic experiment: let them in.
 for i in 1 2 3; do "${CTL[@]}" event -i "10.0.0.$i" -e auth -V authenticated; done
 for _ in $(seq 100); do
     "${CTL[@]}" --json switches 2>/dev/null | grep -q dpid && break

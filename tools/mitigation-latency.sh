@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Mitigation latency of the classic experiment on a real Open vSwitch, over repeated runs:
-# for each run, h1 ping-floods h2 until Reflex (embedded default config) clears h1 and the
+# for each run, h1 ping-floods h2 until Reflex (examples/classic.toml) clears h1 and the
 # switch drops its traffic; the time from the flood's start to the block is measured three
 # ways, at 1-in-10 and 1-in-100 sampling, and h2 <-> h3 are checked never to be blocked.
 #
@@ -20,7 +20,7 @@
 # Settings (environment): N=20 runs per sampling, SAMPLINGS="10 100", FLOOD_COUNT=20000
 # echo requests at most per run, FLOOD_S=5 seconds at most per run, GAP_S=4 quiet seconds
 # between runs (h1 re-admitted, then quiet: the threshold must have re-armed, see below). The threshold's re-arm `timeout` is set to 1 s (default 10 s) so runs can
-# follow each other; nothing else differs from the embedded default. A key re-arms only once
+# follow each other; nothing else differs from examples/classic.toml. A key re-arms only once
 # its decayed rate has been below the threshold for `timeout`, re-admission or not: a flood
 # started before that is not detected (a run that reports "not cleared", counted as missed). The victim answers every
 # echo (no reply rate limit). Writes OUT_DIR/summary.json and per-run files.
@@ -67,9 +67,9 @@ if [ -z "${REPORT_ONLY:-}" ]; then
 (cd "$ROOT" && cargo build --release --workspace --bins)
 rm -rf "$OUT"
 mkdir -p "$OUT"
-"$BIN/reflexd" --print-default-config |
-    sed -e 's/^timeout = 10.0$/timeout = 1.0/' -e 's/^pin = true$/pin = false/' >"$OUT/reflex.toml"
-grep -q '^timeout = 1.0$' "$OUT/reflex.toml" || { echo "mitigation-latency: default config changed (threshold timeout)" >&2; exit 1; }
+sed -e 's/^timeout = 10.0$/timeout = 1.0/' -e 's/^pin = true$/pin = false/' \
+    "$ROOT/examples/classic.toml" >"$OUT/reflex.toml"
+grep -q '^timeout = 1.0$' "$OUT/reflex.toml" || { echo "mitigation-latency: examples/classic.toml changed (threshold timeout)" >&2; exit 1; }
 fi
 
 PIDS=()

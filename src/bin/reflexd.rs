@@ -14,7 +14,9 @@ use reflex::daemon::{self, Overrides};
     version,
     about = "Reflex SDN controller: sFlow measurement to OpenFlow control in milliseconds",
     long_about = "Reflex SDN controller. With no --config it runs the embedded default: \
-                  the classic sFlow ping-flood experiment (print it with --print-default-config)."
+                  flood detection that blocks the source at the switch, every host starting \
+                  authenticated (print it with --print-default-config; the classic \
+                  experiment, hosts starting cleared, is examples/classic.toml)."
 )]
 struct Cli {
     /// TOML configuration file (default: the embedded configuration).

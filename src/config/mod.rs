@@ -1,5 +1,7 @@
-//! Reflex configuration: TOML with an embedded default (the classic ping-flood experiment),
-//! checked as a whole at load so that a bad file fails with one clear message.
+//! Reflex configuration: TOML with an embedded default (flood detection whose reaction
+//! blocks the source; every host starts authenticated, so a fresh reflexd never cuts a
+//! network off), checked as a whole at load so that a bad file fails with one clear message.
+//! The classic experiment (hosts start cleared) is examples/classic.toml.
 //!
 //! The cores do not read this file's types: [`Config::build`] turns it into the specs
 //! `flow` and `policy` define ([`FlowSpec`], [`PolicySpec`], …) and builds them once;
@@ -626,9 +628,25 @@ fn one_line(e: &toml::de::Error) -> String {
 mod tests {
     use super::*;
 
+    /// examples/classic.toml, the classic experiment (hosts start cleared).
+    const CLASSIC_TOML: &str = include_str!("../../examples/classic.toml");
+    /// examples/production.toml, the commented production starting point.
+    const PRODUCTION_TOML: &str = include_str!("../../examples/production.toml");
+
     #[test]
-    fn embedded_default_is_the_classic_experiment() {
+    fn embedded_default_watches_the_classic_flow_and_starts_hosts_authenticated() {
         let c = Config::embedded().unwrap();
+        assert_eq!(c.modules.len(), 1);
+        assert_eq!(c.modules[0].name, "auth");
+        assert_eq!(c.modules[0].initial, "authenticated");
+        assert_eq!(c.reactions.len(), 1);
+        assert_eq!(
+            (
+                c.reactions[0].module.as_str(),
+                c.reactions[0].state.as_str()
+            ),
+            ("auth", "clear")
+        );
         assert_eq!(c.flows.len(), 1);
         assert_eq!(c.flows[0].name, "ddos");
         assert_eq!(c.flows[0].keys, "ipsource");
@@ -638,6 +656,109 @@ mod tests {
         );
         assert_eq!(c.thresholds[0].metric, "ddos");
         assert_eq!(c.sflow.listen.port(), 6343);
+    }
+
+    /// The output ports a compiled policy gives an IPv4 packet from `src` (or an ARP frame).
+    fn outputs(policy: &PolicyEngine, src: [u8; 4], arp: bool) -> Vec<crate::policy::Out> {
+        use crate::policy::{run_pipeline, Field, Packet};
+        let mut pkt = Packet::new(1);
+        pkt = if arp {
+            pkt.with(Field::EthType, 0x0806)
+        } else {
+            pkt.with(Field::EthType, 0x0800)
+                .with(Field::Ipv4Src, u128::from(u32::from_be_bytes(src)))
+        };
+        run_pipeline(&policy.rules(), &|_| None, &pkt)
+            .into_iter()
+            .filter_map(|p| p.out)
+            .collect()
+    }
+
+    /// The safe default: a host reflexd has never heard of is forwarded; once the `ddos`
+    /// reaction fires on it, its IPv4 is dropped (ARP still passes) until it is
+    /// re-authenticated.
+    #[test]
+    fn the_default_forwards_an_unknown_host_until_its_flood_clears_it() {
+        use crate::flow::key::FlowKey;
+        use crate::flow::ThresholdId;
+        use crate::policy::engine::ReactionOutcome;
+        use crate::policy::{Event, Out};
+        let built = Config::embedded().unwrap().build().unwrap();
+        let mut policy = built.policy;
+        let h1 = [10, 0, 0, 1];
+        assert_eq!(policy.state("auth", "10.0.0.1").unwrap(), "authenticated");
+        assert_eq!(outputs(&policy, h1, false), vec![Out::Normal]);
+        assert!(policy.check().is_empty(), "{:?}", policy.check());
+
+        let ddos = built
+            .flows
+            .thresholds()
+            .find(|(_, name, _)| *name == "ddos")
+            .map(|(id, _, _)| id)
+            .unwrap();
+        assert_eq!(ddos, ThresholdId(0));
+        let mut key = FlowKey::EMPTY;
+        assert!(key.push(&h1));
+        let outcomes = policy.react(ddos, &key, 1);
+        assert_eq!(outcomes.len(), 1);
+        assert!(
+            matches!(outcomes[0].0, ReactionOutcome::Applied(_)),
+            "{:?}",
+            outcomes[0].0
+        );
+        assert!(!outcomes[0].1.added.is_empty(), "the block adds a rule");
+        assert_eq!(policy.state("auth", "10.0.0.1").unwrap(), "clear");
+        assert!(outputs(&policy, h1, false).is_empty(), "h1's IPv4 dropped");
+        assert_eq!(outputs(&policy, h1, true), vec![Out::Normal], "ARP passes");
+        assert_eq!(outputs(&policy, [10, 0, 0, 2], false), vec![Out::Normal]);
+        assert!(policy.check().is_empty(), "{:?}", policy.check());
+
+        let readmit = Event {
+            module: "auth".into(),
+            key: "10.0.0.1".into(),
+            state: "authenticated".into(),
+            hold_ns: None,
+            then: None,
+        };
+        let _ = policy.apply_event(&readmit, 2).unwrap();
+        assert_eq!(outputs(&policy, h1, false), vec![Out::Normal]);
+    }
+
+    /// examples/classic.toml is the embedded default but for the hosts' initial state.
+    #[test]
+    fn the_classic_example_is_the_default_with_hosts_starting_cleared() {
+        let classic = Config::from_toml(CLASSIC_TOML, "examples/classic.toml").unwrap();
+        assert_eq!(classic.modules[0].initial, "clear");
+        let mut default = Config::embedded().unwrap();
+        default.modules[0].initial = "clear".into();
+        assert_eq!(
+            toml::to_string(&classic).unwrap(),
+            toml::to_string(&default).unwrap()
+        );
+        // A host not yet authenticated has no IPv4 through.
+        let policy = classic.build().unwrap().policy;
+        assert_eq!(policy.state("auth", "10.0.0.1").unwrap(), "clear");
+        assert!(outputs(&policy, [10, 0, 0, 1], false).is_empty());
+        assert_eq!(
+            outputs(&policy, [10, 0, 0, 1], true),
+            vec![crate::policy::Out::Normal]
+        );
+        assert!(policy.check().is_empty(), "{:?}", policy.check());
+    }
+
+    #[test]
+    fn the_production_example_is_the_safe_default_with_deployment_paths() {
+        let c = Config::from_toml(PRODUCTION_TOML, "examples/production.toml").unwrap();
+        assert_eq!(c.modules[0].initial, "authenticated");
+        assert_eq!(c.control.socket, PathBuf::from("/run/reflex/reflexd.sock"));
+        assert_eq!(c.state.dir, PathBuf::from("/var/lib/reflex"));
+        assert!(c.openflow.stale_flow_guard);
+        let built = c.build().unwrap();
+        assert!(built.policy.check().is_empty());
+        assert_eq!(
+            outputs(&built.policy, [10, 0, 0, 1], false),
+            vec![crate::policy::Out::Normal]
+        );
     }
 
     #[test]

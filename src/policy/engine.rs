@@ -608,7 +608,7 @@ mod tests {
     use crate::flow::field::KeyField;
     use crate::policy::spec::{AssertionSpec, ReactionSpec, ThresholdKey};
 
-    /// The embedded default configuration's policy part.
+    /// The classic experiment's policy part (examples/classic.toml: hosts start cleared).
     fn default_spec() -> PolicySpec {
         PolicySpec {
             modules: vec![ModuleSpec {

@@ -11,6 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// examples/classic.toml: the classic experiment (hosts start cleared and are authenticated
+/// one by one), for the tests about it. The embedded default starts hosts authenticated.
+pub const CLASSIC_TOML: &str = include_str!("../../examples/classic.toml");
+
 /// UDP payloads of every IPv4/UDP packet to `port` in an Ethernet pcapng file.
 pub fn udp_payloads(file: &str, port: u16) -> Vec<Vec<u8>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
