@@ -156,6 +156,17 @@ fn a_learning_session_installs_the_lowered_auth_then_learn_table() {
     assert_eq!(s.installed(), &desired.flows);
 }
 
+/// An `auth` event: `host` goes to `state`, untimed.
+fn auth_event(host: &str, state: &str) -> reflex::policy::Event {
+    reflex::policy::Event {
+        module: "auth".into(),
+        key: host.into(),
+        state: state.into(),
+        hold_ns: None,
+        then: None,
+    }
+}
+
 /// Applies each event's lowered delta to the desired table and checks it equals a fresh
 /// lowering; the deltas merged (an OpenFlow thread that lagged) land on the same table.
 fn check_deltas(mut e: PolicyEngine, cfg: TranslateConfig, events: &[(&str, &str)]) {
@@ -164,13 +175,7 @@ fn check_deltas(mut e: PolicyEngine, cfg: TranslateConfig, events: &[(&str, &str
     let mut lagging: Desired = desired.clone();
     let now = 0;
     for &(host, state) in events {
-        let ev = reflex::policy::Event {
-            module: "auth".into(),
-            key: host.into(),
-            state: state.into(),
-            hold_ns: None,
-            then: None,
-        };
+        let ev = auth_event(host, state);
         let (_, delta) = e.apply_event(&ev, now).expect("event");
         let (d, errors) = desired_delta(&delta, &e.meters(), &cfg);
         assert!(errors.is_empty());
@@ -264,13 +269,7 @@ fn the_guard_splits_restricting_ip_entries_by_ecn_and_nothing_else() {
     };
     let mut e = permissive_engine();
     for (host, state) in [("10.0.0.1", "clear"), ("10.0.0.2", "limited")] {
-        let ev = reflex::policy::Event {
-            module: "auth".into(),
-            key: host.into(),
-            state: state.into(),
-            hold_ns: None,
-            then: None,
-        };
+        let ev = auth_event(host, state);
         let _ = e.apply_event(&ev, 0).expect("event");
     }
     let (plain, errors) = desired_table(&e.rules(), &e.meters(), &TranslateConfig::default());
