@@ -12,7 +12,7 @@ use reflex::openflow::learning::emit_table_miss;
 use reflex::openflow::learning::{answer, emit_packet_in, LearningConfig, MacTable, PacketInView};
 use reflex::openflow::session::{Session, SessionConfig};
 use reflex::openflow::table::{learning_miss_entry, Desired};
-use reflex::openflow::{frame, Action, FlowMod, Instruction, Match, Message, NO_BUFFER};
+use reflex::openflow::{Action, FlowMod, Instruction, Match, Message, NO_BUFFER};
 use reflex_testkit::switch::EmulatedSwitch;
 
 const N: usize = 4096;
@@ -139,17 +139,7 @@ fn session_input(buffered: bool) -> Vec<u8> {
 }
 
 fn drain(s: &mut Session) -> Vec<(u32, Message)> {
-    let bytes = s.poll_transmit().to_vec();
-    s.advance_transmit(bytes.len());
-    let mut out = Vec::new();
-    let mut rest = &bytes[..];
-    while let Ok(Some((_, n))) = frame(rest) {
-        if let Ok(m) = Message::parse(&rest[..n]) {
-            out.push(m);
-        }
-        rest = &rest[n..];
-    }
-    out
+    reflex_testkit::switch::take_session_output(s)
 }
 
 /// A session through its handshake with learning on, the 16 destinations learnt.

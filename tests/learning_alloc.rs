@@ -8,7 +8,7 @@ use std::cell::Cell;
 use reflex::openflow::learning::{emit_table_miss, LearningConfig};
 use reflex::openflow::session::{Phase, Session, SessionConfig};
 use reflex::openflow::table::Desired;
-use reflex::openflow::{frame, Message, NO_BUFFER};
+use reflex::openflow::{Message, NO_BUFFER};
 use reflex_testkit::switch::EmulatedSwitch;
 
 struct Counting;
@@ -49,17 +49,8 @@ fn allocs() -> u64 {
 
 const TABLE: u8 = 250;
 
-/// Everything queued, parsed (allocates; only used outside the measured loop).
 fn take(s: &mut Session) -> Vec<(u32, Message)> {
-    let bytes = s.poll_transmit().to_vec();
-    s.advance_transmit(bytes.len());
-    let mut out = Vec::new();
-    let mut rest = &bytes[..];
-    while let Ok(Some((_, n))) = frame(rest) {
-        out.push(Message::parse(&rest[..n]).expect("valid"));
-        rest = &rest[n..];
-    }
-    out
+    reflex_testkit::switch::take_session_output(s)
 }
 
 fn ready_session() -> Session {

@@ -13,7 +13,7 @@ use reflex::openflow::learning::LearningConfig;
 use reflex::openflow::session::{Phase, Session, SessionConfig};
 use reflex::openflow::table::{learning_miss_entry, Desired};
 use reflex::openflow::{
-    frame, port, Action, FlowModCommand, Instruction, Message, CONTROLLER_MAX_LEN_NO_BUFFER,
+    port, Action, FlowModCommand, Instruction, Message, CONTROLLER_MAX_LEN_NO_BUFFER,
 };
 use reflex::policy::engine::PolicyEngine;
 use reflex_testkit::switch::EmulatedSwitch;
@@ -36,18 +36,8 @@ fn learn_translate() -> TranslateConfig {
     }
 }
 
-/// Everything the session queued, parsed.
 fn take(s: &mut Session) -> Vec<(u32, Message)> {
-    let bytes = s.poll_transmit().to_vec();
-    s.advance_transmit(bytes.len());
-    let mut out = Vec::new();
-    let mut rest = &bytes[..];
-    while let Ok(Some((_, n))) = frame(rest) {
-        out.push(Message::parse(&rest[..n]).expect("session emits valid messages"));
-        rest = &rest[n..];
-    }
-    assert!(rest.is_empty(), "whole messages only");
-    out
+    reflex_testkit::switch::take_session_output(s)
 }
 
 /// A session through the handshake with an emulated switch that has no ports and an empty

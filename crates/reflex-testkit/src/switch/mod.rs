@@ -983,6 +983,24 @@ fn flow_replies(xid: u32, entries: Vec<FlowStats>, chunk_bytes: usize, out: &mut
     reply(xid, MultipartReplyBody::Flow(chunk), 0, out);
 }
 
+/// Everything `session` has queued for its switch, taken and parsed (tests and benches
+/// that drive a library session by hand).
+pub fn take_session_output(session: &mut Session) -> Vec<(u32, Message)> {
+    let bytes = session.poll_transmit().to_vec();
+    session.advance_transmit(bytes.len());
+    let mut out = Vec::new();
+    let mut rest = &bytes[..];
+    while let Ok(Some((_, n))) = frame(rest) {
+        match Message::parse(&rest[..n]) {
+            Ok(m) => out.push(m),
+            Err(e) => panic!("the session queued an invalid message: {e:?}"),
+        }
+        rest = &rest[n..];
+    }
+    assert!(rest.is_empty(), "the session queued part of a message");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
