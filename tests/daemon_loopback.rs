@@ -200,3 +200,56 @@ fn the_example_configs_pass_check_config() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "configuration ok\n");
     }
 }
+
+/// SIGHUP (a reload request elsewhere) is said in the log and leaves reflexd running until
+/// reload exists; SIGTERM still stops it cleanly.
+#[test]
+fn sighup_is_logged_and_the_daemon_keeps_running() {
+    let port = free_udp_port();
+    let d = Daemon::start(
+        &config(port, 100.0),
+        &["--sflow", &format!("127.0.0.1:{port}"), "--workers", "1"],
+    );
+    d.ctl_json(&["stats"]);
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(d.child.id() as i32, libc::SIGHUP);
+    }
+    d.wait_for(Duration::from_secs(10), "SIGHUP logged", || {
+        d.log_text().contains("SIGHUP").then_some(())
+    });
+    assert!(d.ctl(&["stats"]).is_ok(), "reflexd answers after SIGHUP");
+    let (code, _dir) = d.terminate();
+    assert_eq!(code, Some(0), "SIGTERM after SIGHUP exits cleanly");
+}
+
+/// `reflexctl … | head`: a reader that goes away ends reflexctl quietly (SIGPIPE), not with
+/// a panic about a broken pipe.
+#[test]
+fn reflexctl_ends_quietly_on_a_closed_pipe() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let port = free_udp_port();
+    let d = Daemon::start(
+        &config(port, 100.0),
+        &["--sflow", &format!("127.0.0.1:{port}"), "--workers", "1"],
+    );
+    let mut child = Command::new(common::workspace_bin("reflexctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["--json", "stats"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run reflexctl");
+    // Close the read end before reflexctl writes: its first write meets a closed pipe.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait for reflexctl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "reflexctl panicked: {stderr}");
+    assert!(
+        out.status.signal() == Some(libc::SIGPIPE) || out.status.success(),
+        "reflexctl on a closed pipe: {:?} {stderr}",
+        out.status
+    );
+}

@@ -147,6 +147,11 @@ pub fn run(mut config: Config, built: Built, overrides: Overrides) -> Result<(),
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).map_err(DaemonError::Signal)?;
     }
+    // SIGHUP conventionally asks a daemon to reload; until reload exists it is said and
+    // ignored instead of ending the daemon (its default action) without a word.
+    let hangup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())
+        .map_err(DaemonError::Signal)?;
 
     // The OpenFlow server fills these (`mark_wired`, then the counters); else they read 0.
     let openflow_metrics = Arc::new(crate::metrics::OpenflowMetrics::default());
@@ -246,6 +251,12 @@ pub fn run(mut config: Config, built: Built, overrides: Overrides) -> Result<(),
     );
 
     while !stop.load(Ordering::Relaxed) {
+        if hangup.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                "SIGHUP: reloading the configuration is not supported yet; running on unchanged \
+                 (SIGTERM stops reflexd)"
+            );
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     tracing::info!("stopping");

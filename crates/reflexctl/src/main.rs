@@ -93,6 +93,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A closed pipe (`reflexctl … | head`) ends reflexctl quietly, as it does any command-line
+    // tool, instead of a panic on the next write: restore SIGPIPE's default action, which
+    // the Rust runtime sets to ignore.
+    // SAFETY: signal(2) with SIG_DFL at start, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let request = match &cli.command {
         Command::Ops(op) => return reflexctl::run(op, &cli.socket, cli.timeout, cli.json),
