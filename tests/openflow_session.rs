@@ -507,3 +507,39 @@ fn kill_9_in_mid_stream_then_the_switch_is_reconciled_to_every_acknowledged_stat
         );
     }
 }
+
+/// A switch that has not confirmed what it was sent is not in sync: `switches` says so while
+/// its barrier is unanswered (the installed view already counts the flow-mod as sent), and
+/// in sync once the barrier reply comes.
+#[test]
+fn a_switch_is_in_sync_only_once_its_barrier_is_answered() {
+    let d = start();
+    let mut sw = FakeSwitch::connect(&d.openflow, 11);
+    sw.handshake(&[]);
+    sw.batch();
+    let dpid = "000000000000000b";
+    wait_in_sync(&d, dpid);
+    auth(&d, "authenticated");
+    // Read the host's flow-mod and its barrier, answering neither.
+    let barrier = loop {
+        match sw.recv() {
+            Some((xid, Message::BarrierRequest)) => break xid,
+            Some(_) => {}
+            None => panic!("reflexd closed the connection"),
+        }
+    };
+    let s = switches(&d)
+        .into_iter()
+        .find(|s| s["dpid"] == dpid)
+        .expect("the switch is listed");
+    assert_eq!(s["pending_barriers"], 1, "{s}");
+    assert_eq!(
+        s["in_sync"], false,
+        "unconfirmed flow-mods are not in sync: {s}"
+    );
+    let table = d.ctl_json(&["table", dpid]);
+    assert_eq!(table["in_sync"], false, "{table}");
+    sw.send(barrier, &Message::BarrierReply);
+    let s = wait_in_sync(&d, dpid);
+    assert_eq!(s["unconfirmed"], 0, "{s}");
+}

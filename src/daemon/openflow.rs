@@ -613,9 +613,7 @@ impl OfThread {
                         }
                     }),
                     installed: s.installed().len(),
-                    in_sync: s.phase() == Phase::Ready
-                        && !s.has_backlog()
-                        && s.installed() == &self.desired.flows,
+                    in_sync: confirmed_in_sync(s, &self.desired.flows),
                     recent_errors: s.recent_errors().cloned().collect(),
                 }
             })
@@ -686,7 +684,7 @@ impl OfThread {
             phase: c.session.phase(),
             installed: lines(installed),
             desired: lines(&self.desired.flows),
-            in_sync: differences.is_empty() && !c.session.has_backlog(),
+            in_sync: differences.is_empty() && confirmed_in_sync(&c.session, &self.desired.flows),
             differences,
             learning: self.cfg.learning,
             installed_meters: c.session.installed_meters().clone(),
@@ -801,6 +799,18 @@ pub fn parse_dpid(text: &str) -> Option<u64> {
         return u64::from_str_radix(t, 16).ok();
     }
     t.parse().ok().or_else(|| u64::from_str_radix(t, 16).ok())
+}
+
+/// Whether a switch holds exactly the desired table as far as it has confirmed: ready,
+/// nothing left to send, and every flow-mod sent answered by its barrier (the installed
+/// view counts what was sent, so without the last two a switch that never reads or never
+/// answers barriers would show as in sync).
+fn confirmed_in_sync(s: &Session, desired: &FlowTable) -> bool {
+    s.phase() == Phase::Ready
+        && !s.has_backlog()
+        && s.unconfirmed() == 0
+        && s.pending_barriers() == 0
+        && s.installed() == desired
 }
 
 #[cfg(test)]
