@@ -77,8 +77,10 @@ pub struct Rearm {
 pub const EVENT_BACKLOG: usize = 1024;
 
 /// Events the policy thread's queue refused, kept in order to be offered again; a fixed
-/// capacity, so the per-datagram path never allocates (an event that finds the queue and
-/// the backlog both full is dropped and counted).
+/// capacity, so the per-datagram path never allocates. An event that finds the queue and
+/// the backlog both full is dropped, counted and handed back to the caller, which re-arms
+/// its key so that the crossing fires again on the key's next sample above the threshold
+/// instead of being silenced for good.
 pub struct EventBacklog {
     events: VecDeque<Event>,
     capacity: usize,
@@ -94,20 +96,26 @@ impl EventBacklog {
         }
     }
 
-    /// Sends `event` to `queue` after any kept before it, or keeps it if the queue is full.
-    pub fn send(&mut self, event: Event, queue: &Sender<Event>, stats: &WorkerStats) {
+    /// Sends `event` to `queue` after any kept before it, or keeps it if the queue is full;
+    /// returns it when it had to be dropped (queue and backlog full).
+    pub fn send(
+        &mut self,
+        event: Event,
+        queue: &Sender<Event>,
+        stats: &WorkerStats,
+    ) -> Option<Event> {
         if !self.events.is_empty() {
             self.flush(queue, stats);
         }
         if !self.events.is_empty() {
-            self.keep(event, stats);
-            return;
+            return self.keep(event, stats);
         }
         match queue.try_send(event) {
-            Ok(()) => {}
+            Ok(()) => None,
             Err(TrySendError::Full(event)) => self.keep(event, stats),
             Err(TrySendError::Disconnected(_)) => {
                 stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+                None
             }
         }
     }
@@ -141,11 +149,13 @@ impl EventBacklog {
         self.events.is_empty()
     }
 
-    fn keep(&mut self, event: Event, stats: &WorkerStats) {
+    fn keep(&mut self, event: Event, stats: &WorkerStats) -> Option<Event> {
         if self.events.len() < self.capacity {
             self.events.push_back(event);
+            None
         } else {
             stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+            Some(event)
         }
     }
 }
@@ -158,6 +168,9 @@ fn run_worker(shell: WorkerShell, mut core: IngestCore) {
     let mut malformed_log = crate::io::RateLimit::new(1_000_000_000);
     let rcvbuf = crate::io::udp::rcvbuf(&shell.socket);
     let mut backlog = EventBacklog::new(EVENT_BACKLOG);
+    // Dropped events' keys, re-armed after the batch (fixed capacity: beyond it a key stays
+    // disarmed until its timeout, and the drop is still counted).
+    let mut dropped: Vec<(ThresholdId, FlowKey)> = Vec::with_capacity(EVENT_BACKLOG);
     while !shell.stop.load(Ordering::Relaxed) {
         let called_ns = crate::io::now_ns();
         let n = match batch.recv(&shell.socket) {
@@ -194,7 +207,11 @@ fn run_worker(shell: WorkerShell, mut core: IngestCore) {
                     detected_ns: crate::io::now_ns(),
                 };
                 next_event += 1;
-                backlog.send(event, events, stats);
+                if let Some(lost) = backlog.send(event, events, stats) {
+                    if dropped.len() < dropped.capacity() {
+                        dropped.push((lost.threshold, lost.key));
+                    }
+                }
             });
             if let Err(e) = result {
                 if let Some(suppressed) = malformed_log.allow(recv_ns) {
@@ -207,6 +224,10 @@ fn run_worker(shell: WorkerShell, mut core: IngestCore) {
                     );
                 }
             }
+        }
+        // Crossings that could not be queued fire again on their keys' next samples above.
+        for (threshold, key) in dropped.drain(..) {
+            core.rearm(threshold, &key);
         }
         if n > 0 {
             core.end_batch(&shell.stats);
@@ -271,17 +292,17 @@ mod tests {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let stats = WorkerStats::default();
         let mut backlog = EventBacklog::new(4);
-        backlog.send(event(1), &tx, &stats);
+        assert!(backlog.send(event(1), &tx, &stats).is_none());
         // The queue is full: kept, not lost.
-        backlog.send(event(2), &tx, &stats);
-        backlog.send(event(3), &tx, &stats);
+        assert!(backlog.send(event(2), &tx, &stats).is_none());
+        assert!(backlog.send(event(3), &tx, &stats).is_none());
         assert_eq!(backlog.len(), 2);
         assert_eq!(rx.try_recv().map(|e| e.id), Ok(1));
         // The next batch offers them again, oldest first.
         backlog.flush(&tx, &stats);
         assert_eq!(rx.try_recv().map(|e| e.id), Ok(2));
         // A newer event waits behind the older one.
-        backlog.send(event(4), &tx, &stats);
+        assert!(backlog.send(event(4), &tx, &stats).is_none());
         assert_eq!(rx.try_recv().map(|e| e.id), Ok(3));
         backlog.flush(&tx, &stats);
         assert_eq!(rx.try_recv().map(|e| e.id), Ok(4));
@@ -295,9 +316,12 @@ mod tests {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let stats = WorkerStats::default();
         let mut backlog = EventBacklog::new(2);
-        for id in 0..5 {
-            backlog.send(event(id), &tx, &stats);
-        }
+        // One queued, two kept, the last two handed back to be re-armed.
+        let handed_back: Vec<u64> = (0..5)
+            .filter_map(|id| backlog.send(event(id), &tx, &stats))
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(handed_back, [3, 4]);
         assert_eq!(backlog.len(), 2);
         assert_eq!(stats.events_dropped.load(Ordering::Relaxed), 2);
         drop(rx);
