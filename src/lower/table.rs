@@ -32,6 +32,12 @@
 //! never overlap, and a re-admission deletes or exactly modifies them. Same semantics, three
 //! more entries per restricting IP entry; `[openflow] stale_flow_guard = false` turns it
 //! off for switches without the defect.
+//!
+//! Not the whole story: with the guard on, the e2e re-admission test still saw a host stay
+//! cut off once in about 70 rounds, through a drop-path megaflow (ECN in its mask, no MACs)
+//! whose cache entry already said "forward" — so the revalidator never looked at it again.
+//! That pairing of a fresh cache entry with an old datapath flow is a second mechanism this
+//! guard does not cover; it is still being traced.
 
 use std::sync::Arc;
 
