@@ -9,8 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::time::Duration;
 
 use common::{free_udp_port, Daemon};
-use reflex::sflow::{AgentId, DataSource, Interface, SampledIp};
-use reflex_testkit::sflow::{DatagramRepr, FlowRecordRepr, FlowSampleRepr, SampleRepr};
+use reflex::sflow::SampledIp;
 use reflex_testkit::switch::FakeSwitch;
 
 const PRESETS: &str = include_str!("../examples/ddos-protect.toml");
@@ -44,39 +43,22 @@ fn datagram(
     protocol: u32,
     ports: (u32, u32),
 ) -> Vec<u8> {
-    let sampling = 100;
-    let repr = DatagramRepr {
-        agent: AgentId {
-            address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
-            sub_agent: 0,
-        },
+    reflex_testkit::sflow::one_sample_datagram(
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
         sequence,
-        uptime_ms: sequence,
-        samples: vec![SampleRepr::Flow(FlowSampleRepr {
-            expanded: false,
-            sequence,
-            source: DataSource { kind: 0, index: 1 },
-            sampling_rate: sampling,
-            sample_pool: sequence * sampling,
-            drops: 0,
-            input: Interface::Ifindex(1),
-            output: Interface::Ifindex(3),
-            records: vec![FlowRecordRepr::SampledIpv4(SampledIp {
-                length: 84,
-                protocol,
-                src: IpAddr::V4(src),
-                dst: IpAddr::V4(dst),
-                src_port: ports.0,
-                dst_port: ports.1,
-                tcp_flags: 0,
-                tos: 0,
-            })],
-        })],
-    };
-    let mut buf = vec![0u8; repr.buffer_len()];
-    let n = repr.emit(&mut buf).unwrap();
-    buf.truncate(n);
-    buf
+        100,
+        3,
+        SampledIp {
+            length: 84,
+            protocol,
+            src: IpAddr::V4(src),
+            dst: IpAddr::V4(dst),
+            src_port: ports.0,
+            dst_port: ports.1,
+            tcp_flags: 0,
+            tos: 0,
+        },
+    )
 }
 
 #[test]

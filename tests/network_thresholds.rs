@@ -9,8 +9,7 @@ use proptest::prelude::*;
 use reflex::flow::engine::FlowEngine;
 use reflex::flow::{FlowSet, FlowSpec, Network, ThresholdScope, ThresholdSpec};
 use reflex::ingest::IngestCore;
-use reflex::sflow::{AgentId, DataSource, Interface, SampledIp};
-use reflex_testkit::sflow::{DatagramRepr, FlowRecordRepr, FlowSampleRepr, SampleRepr};
+use reflex::sflow::SampledIp;
 
 const MS: u64 = 1_000_000;
 const SEC: u64 = 1_000_000_000;
@@ -27,38 +26,22 @@ fn flows(scope: ThresholdScope) -> FlowSet {
 /// One datagram from agent `192.0.2.<agent>` holding one 1-in-`sampling` sample of an ICMP
 /// packet from `10.0.0.<source>`.
 fn datagram(agent: u8, sequence: u32, source: u8, sampling: u32) -> Vec<u8> {
-    let repr = DatagramRepr {
-        agent: AgentId {
-            address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, agent)),
-            sub_agent: 0,
-        },
+    reflex_testkit::sflow::one_sample_datagram(
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, agent)),
         sequence,
-        uptime_ms: sequence,
-        samples: vec![SampleRepr::Flow(FlowSampleRepr {
-            expanded: false,
-            sequence,
-            source: DataSource { kind: 0, index: 1 },
-            sampling_rate: sampling,
-            sample_pool: sequence * sampling,
-            drops: 0,
-            input: Interface::Ifindex(1),
-            output: Interface::Ifindex(2),
-            records: vec![FlowRecordRepr::SampledIpv4(SampledIp {
-                length: 84,
-                protocol: 1,
-                src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, source)),
-                dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 200)),
-                src_port: 8,
-                dst_port: 0,
-                tcp_flags: 0,
-                tos: 0,
-            })],
-        })],
-    };
-    let mut buf = vec![0u8; repr.buffer_len()];
-    let n = repr.emit(&mut buf).unwrap();
-    buf.truncate(n);
-    buf
+        sampling,
+        2,
+        SampledIp {
+            length: 84,
+            protocol: 1,
+            src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, source)),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 200)),
+            src_port: 8,
+            dst_port: 0,
+            tcp_flags: 0,
+            tos: 0,
+        },
+    )
 }
 
 /// One stream of traffic as an agent reports it: `source` at `frames_per_s`, sampled

@@ -640,6 +640,43 @@ impl CounterRecordRepr {
     }
 }
 
+/// One datagram from `agent` holding one flow sample, 1 in `sampling`, of the sampled IP
+/// IPv4 header `packet` that entered ifIndex 1 and left through
+/// `output`: the unit most detection tests feed.
+pub fn one_sample_datagram(
+    agent: IpAddr,
+    sequence: u32,
+    sampling: u32,
+    output: u32,
+    packet: SampledIp,
+) -> Vec<u8> {
+    let repr = DatagramRepr {
+        agent: AgentId {
+            address: agent,
+            sub_agent: 0,
+        },
+        sequence,
+        uptime_ms: sequence,
+        samples: vec![SampleRepr::Flow(FlowSampleRepr {
+            expanded: false,
+            sequence,
+            source: DataSource { kind: 0, index: 1 },
+            sampling_rate: sampling,
+            sample_pool: sequence.wrapping_mul(sampling),
+            drops: 0,
+            input: Interface::Ifindex(1),
+            output: Interface::Ifindex(output),
+            records: vec![FlowRecordRepr::SampledIpv4(packet)],
+        })],
+    };
+    let mut buf = vec![0u8; repr.buffer_len()];
+    match repr.emit(&mut buf) {
+        Ok(n) => buf.truncate(n),
+        Err(e) => panic!("a one-sample datagram always fits its own buffer: {e:?}"),
+    }
+    buf
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
